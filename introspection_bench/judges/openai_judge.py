@@ -5,6 +5,10 @@ concurrently from a thread pool over one synchronous client, at temperature 0. R
 `openai` client's own: exponential backoff with jitter (0.5 s doubling, at most 8 s, or the
 server's Retry-After) on connection errors, timeouts, 408, 409, 429 and 5xx, `max_retries` times.
 
+`response_format` optionally constrains the answer to the verdict's JSON schema, for servers
+that can: `json_schema` (OpenAI, vLLM), `json_object_schema` (llama-cpp-python), `json_object`
+(any JSON); the default `none` sends no constraint and relies on the prompt and the parser.
+
 A request that still fails, or whose answer cannot be parsed, gives a `Grade` with `error` set,
 `raw` kept and empty criteria, never a "no"; failures are not cached, so a re-run retries them.
 Once `_BREAKER_AFTER` requests in a row have failed to reach the endpoint, the rest of the batch
@@ -31,6 +35,7 @@ from introspection_bench.judges.prompts import (
     build_messages,
     finish_criteria,
     parse_verdict,
+    verdict_schema,
 )
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -38,6 +43,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _DUMMY_KEY = "sk-no-key-required"
 _BREAKER_AFTER = 3
 _MAX_TOKENS = 200
+RESPONSE_FORMATS = ("none", "json_object", "json_schema", "json_object_schema")
 
 
 class _Breaker:
@@ -71,6 +77,7 @@ class OpenAIJudge:
         max_concurrency: int = 8,
         timeout_s: float = 60.0,
         max_retries: int = 4,
+        response_format: str = "none",
         http_client: Any = None,
     ) -> None:
         """Set up the client (no request is sent until `grade_many`).
@@ -85,6 +92,7 @@ class OpenAIJudge:
             max_concurrency: Requests in flight at once.
             timeout_s: Per-attempt timeout in seconds.
             max_retries: Retries per request on connection errors, timeouts, 408/409/429/5xx.
+            response_format: One of `RESPONSE_FORMATS` (see the module docstring).
             http_client: An `httpx` client for the `openai` client (proxies, request counting).
 
         Raises:
@@ -97,6 +105,11 @@ class OpenAIJudge:
                 f"bad judge options max_concurrency={max_concurrency}, max_retries={max_retries}, "
                 f"timeout_s={timeout_s}: need max_concurrency >= 1, max_retries >= 0, timeout_s > 0"
             )
+        if response_format not in RESPONSE_FORMATS:
+            raise JudgeError(
+                f"unknown response_format {response_format!r}; known: {', '.join(RESPONSE_FORMATS)}"
+            )
+        self.response_format = response_format
         self.model = model
         self.name = f"openai:{model}"
         self.version = PROMPT_VERSION
@@ -126,8 +139,8 @@ class OpenAIJudge:
         return f"{self.name}@{self.version}"
 
     def cache_key(self, request: GradeRequest) -> str:
-        """Hash (model, prompt version, request) into the key of `request`'s verdict."""
-        return content_key("openai", self.model, PROMPT_VERSION, request)
+        """Hash (model, prompt version, response format, request) into `request`'s cache key."""
+        return content_key("openai", self.model, PROMPT_VERSION, self.response_format, request)
 
     def grade_many(self, requests: Sequence[GradeRequest]) -> list[Grade]:
         """Grade every request in order; cached verdicts are reused, failures carry `error`."""
@@ -160,6 +173,17 @@ class OpenAIJudge:
             "are not cached"
         )
 
+    def _format_options(self, request: GradeRequest) -> dict[str, Any]:
+        if self.response_format == "none":
+            return {}
+        if self.response_format == "json_object":
+            return {"response_format": {"type": "json_object"}}
+        schema = verdict_schema(request)
+        if self.response_format == "json_object_schema":
+            return {"response_format": {"type": "json_object", "schema": schema}}
+        spec = {"name": "verdict", "strict": True, "schema": schema}
+        return {"response_format": {"type": "json_schema", "json_schema": spec}}
+
     def _grade_one(self, request: GradeRequest, breaker: _Breaker) -> Grade:
         if breaker.message is not None:
             return self._failure(f"not sent: {breaker.message}")
@@ -173,6 +197,7 @@ class OpenAIJudge:
                 messages=messages,  # type: ignore[arg-type]
                 temperature=0,
                 max_tokens=_MAX_TOKENS,
+                **self._format_options(request),
             )
         except (openai.APIConnectionError, openai.APITimeoutError) as error:
             message = self._unreachable(error)

@@ -1,9 +1,11 @@
 """The LLM judges' prompts, one per grading protocol, and the parser of their answers.
 
 The prompts state the paper's criteria in the project's own words (shared/protocol/NOTES.md,
-"Grading") and ask for one line per criterion, `name: yes` / `name: no` (`choice: <word>` for the
-thought-naming protocol). The parser also takes a JSON object, code fences, any case, bold or
-quoted values and text around the answer. `success` is never asked: `finish_criteria` derives it.
+"Grading") and ask for a JSON object, `{"name": "yes" | "no", ...}` (`{"choice": "<word>"}` for the
+thought-naming protocol); `verdict_schema` gives its JSON schema for servers that constrain
+decoding. The parser also takes one line per criterion (`name: yes`), code fences, any case, bold
+or quoted values and text around the answer. `success` is never asked: `finish_criteria` derives
+it.
 
 Changing a prompt or the parser's meaning changes `PROMPT_VERSION`, which is part of every cache
 key and of every grade's `judge` name.
@@ -98,15 +100,36 @@ def build_messages(request: GradeRequest) -> list[dict[str, str]]:
     lines += ["Response:", "<<<", request.response.strip(), ">>>", "", "Questions:"]
     asked = ASKED[protocol]
     lines += [f"{name}: {_QUESTIONS[name].format(**fields)}" for name in asked]
-    lines += ["", f"Reply with exactly {len(asked)} line(s) and nothing else:"]
     if protocol == "thought_vs_text":
-        lines += ["choice: <one word from the list>"]
+        shape = '{"choice": "<one word from the list>"}'
     else:
-        lines += [f"{name}: <yes or no>" for name in asked]
+        shape = "{" + ", ".join(f'"{name}": "yes" or "no"' for name in asked) + "}"
+    lines += ["", "Answer with only this JSON object and nothing else:", shape]
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": "\n".join(lines)},
     ]
+
+
+def verdict_schema(request: GradeRequest) -> dict[str, object]:
+    """Return the JSON schema of the answer `build_messages(request)` asks for.
+
+    Every criterion is required; yes/no criteria are `"yes"` or `"no"`, `choice` is one of
+    `request.options`.
+    """
+    properties: dict[str, object] = {
+        name: {
+            "type": "string",
+            "enum": list(request.options) if name == "choice" else ["yes", "no"],
+        }
+        for name in ASKED[request.protocol]
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 class VerdictParseError(ValueError):

