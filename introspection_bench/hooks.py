@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 #: A window end that means "through every generated token".
 OPEN_END = 2**62
 
+#: Attribute that marks the hook functions this module adds (counted by `hook_count`).
+_OURS = "_introspection_bench_hook"
+
 
 def site_name(layer: int) -> str:
     """The one name format for a hook site: `blocks.{L}.hook_resid_post`."""
@@ -207,6 +210,7 @@ def _injection_hook(rows: RowInjections, layer: int) -> Any:
             )
         return _replace_output(output, rows.add_to(activation, layer, positions))
 
+    setattr(hook, _OURS, True)
     return hook
 
 
@@ -227,6 +231,7 @@ def record(lm: LoadedModel, layers: Sequence[int]) -> Iterator[dict[int, torch.T
         def hook(module: Any, args: Any, output: Any) -> None:
             recorded[layer] = _output_tensor(output).detach()
 
+        setattr(hook, _OURS, True)
         return hook
 
     try:
@@ -239,8 +244,12 @@ def record(lm: LoadedModel, layers: Sequence[int]) -> Iterator[dict[int, torch.T
 
 
 def hook_count(lm: LoadedModel) -> int:
-    """Number of forward hooks currently on the decoder blocks (0 outside our contexts)."""
-    return sum(len(layer._forward_hooks) for layer in lm.layers)
+    """Number of this package's forward hooks on the decoder blocks (0 outside our contexts).
+
+    Hooks added by others are not counted: transformers installs permanent output-capturing
+    hooks on the decoder blocks the first time a forward asks for `output_hidden_states`.
+    """
+    return sum(1 for layer in lm.layers for hook in layer._forward_hooks.values() if getattr(hook, _OURS, False))
 
 
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
