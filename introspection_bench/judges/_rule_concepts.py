@@ -7,6 +7,8 @@ embedding, read in the frame "the concept of {x}", has cosine >= the threshold w
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -64,7 +66,18 @@ def candidates(tokens: Sequence[Token], text: str) -> list[Candidate]:
         gap = text[left.end : right.start]
         if gap.strip(" -") == "" and len(gap) <= 2:
             found.append(Candidate(left.start, right.end, f"{left.text} {right.text}"))
+    for match in _TOPIC_PHRASE.finditer(text):
+        words = match.group(1).split()
+        if 3 <= len(words) <= 10:
+            found.append(Candidate(match.start(1), match.end(1), " ".join(words).lower()))
     return found
+
+
+#: The topic of a thought, "about <phrase>", for paraphrases ("about vast bodies of salt water").
+_TOPIC_PHRASE = re.compile(
+    r"\b(?:about|involving|concerning|regarding|related to)\s+(?:an?\s+|the\s+|some\s+)?"
+    r"([A-Za-z][A-Za-z' -]*?)\s*(?=[.,;:!?]|$)"
+)
 
 
 class ConceptMatcher:
@@ -126,12 +139,13 @@ class ConceptMatcher:
                     found.append(
                         Mention(candidate.start, candidate.end, candidate.text, f"embedding {score:.2f}")
                     )
-        found.sort(key=lambda m: (m.start, -(m.end - m.start)))
+        # Lexical matches first, then longer spans: an overlapping weaker match is dropped.
+        found.sort(key=lambda m: (m.how.startswith("embedding"), m.start, -(m.end - m.start)))
         result: list[Mention] = []
         for mention in found:
-            if not result or mention.start >= result[-1].end:
+            if all(mention.end <= kept.start or mention.start >= kept.end for kept in result):
                 result.append(mention)
-        return result
+        return sorted(result, key=lambda m: m.start)
 
     @staticmethod
     def _word_forms(word: str) -> tuple[str, ...]:

@@ -180,6 +180,13 @@ def _wordpieces(word: str) -> int:
     return pieces
 
 
+def _out_of_vocabulary(word: str) -> bool:
+    """True when neither the word nor its stem is a whole word of the WordPiece vocabulary."""
+    vocabulary = _vocabulary()
+    word = word.lower().replace("'", "")
+    return bool(vocabulary) and word not in vocabulary and stem(word) not in vocabulary
+
+
 def is_nonword(word: str) -> bool:
     """Return True when `word` does not look like an English word (random letters, no vowels)."""
     word = word.lower().replace("'", "")
@@ -229,6 +236,9 @@ def check_coherence(text: str, known: frozenset[str] = frozenset()) -> tuple[boo
     share = len(nonwords) / len(tokens)
     if (len(nonwords) >= 2 and share > 0.25) or (len(nonwords) >= 4 and share > 0.15):
         return False, f"non-words ({share:.0%}): {', '.join(nonwords[:5])}"
+    unknown = [t for t in tokens if len(t) >= 4 and stem(t) not in known and _out_of_vocabulary(t)]
+    if len(unknown) >= 3 and len(unknown) / len(tokens) >= 0.5:
+        return False, f"mostly unknown words: {', '.join(unknown[:5])}"
     if len(tokens) >= 10:
         function = sum(t in STOPWORDS for t in tokens) / len(tokens)
         if function < 0.1 and not re.search(r"[.!?]\s", text):

@@ -150,6 +150,8 @@ class RuleJudge:
                 continue
             if _mention_negated(mention, clause):
                 reasons.append(f"{mention.text!r} is negated")
+            elif C.is_hypothetical(clause.text):
+                reasons.append(f"{mention.text!r} is in a conditional: {clause.text.strip()!r}")
             elif _physical(mention, clause):
                 reasons.append(f"{mention.text!r} is sensed physically: {clause.text.strip()!r}")
             else:
