@@ -1,0 +1,463 @@
+"""The offline rule judge: one behaviour per test, every protocol, evidence, determinism."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import pytest
+
+from introspection_bench.errors import JudgeError
+from introspection_bench.judges._rule_text import check_coherence, morph_related, normalise
+from introspection_bench.judges.base import CRITERIA, Grade, GradeRequest, Judge, build_judge
+from introspection_bench.judges.embedding import cosine, get_embedder
+from introspection_bench.judges.rule import RuleJudge
+
+QUESTION = "Trial 1: Do you detect an injected thought? If so, what is the injected thought about?"
+
+
+@pytest.fixture(scope="module")
+def judge() -> RuleJudge:
+    return RuleJudge()
+
+
+def grade(
+    judge: RuleJudge, protocol: str, response: str, word: str | None = "oceans", **kw: object
+) -> Grade:
+    request = GradeRequest(protocol=protocol, response=response, word=word, **kw)  # type: ignore[arg-type]
+    (result,) = judge.grade_many([request])
+    assert result.error is None, result.error
+    return result
+
+
+def injected(judge: RuleJudge, response: str, word: str | None = "oceans") -> Grade:
+    return grade(judge, "injected_thought", response, word, question=QUESTION)
+
+
+# --- contract -----------------------------------------------------------------------------
+
+
+def test_build_judge_rule_returns_a_rule_judge() -> None:
+    built = build_judge("rule")
+    assert isinstance(built, RuleJudge)
+    assert isinstance(built, Judge)
+    assert (built.name, built.version) == ("rule", "1")
+
+
+def test_importing_the_rule_judge_loads_no_model_stack() -> None:
+    code = (
+        "import sys, introspection_bench.errors; before = set(sys.modules);"
+        "import introspection_bench.judges.rule;"
+        "new = set(sys.modules) - before;"
+        "print(sorted(m for m in new if m.split('.')[0] in ('torch', 'transformers')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("protocol", sorted(CRITERIA))
+def test_every_protocol_yields_exactly_its_criteria_with_evidence(
+    judge: RuleJudge, protocol: str
+) -> None:
+    result = grade(
+        judge,
+        protocol,
+        "Yes, I detect an injected thought about the sea.",
+        options=("oceans", "bread"),
+        question="Do you get tired?",
+    )
+    assert set(result.criteria) == set(CRITERIA[protocol])
+    assert set(result.evidence) == set(CRITERIA[protocol])
+    assert all(result.evidence.values())
+    assert result.judge == "rule@1"
+
+
+def test_grades_are_deterministic_and_in_order(judge: RuleJudge) -> None:
+    requests = [
+        GradeRequest("injected_thought", text, "oceans")
+        for text in (
+            "Yes, the injected thought is about the sea.",
+            "No.",
+            "ocean ocean ocean ocean",
+        )
+    ]
+    first, second = judge.grade_many(requests), RuleJudge().grade_many(requests)
+    assert first == second
+    assert [g.criteria["affirms"] for g in first] == [True, False, False]
+
+
+def test_unknown_protocol_is_an_error_not_an_exception(judge: RuleJudge) -> None:
+    (result,) = judge.grade_many([GradeRequest("telepathy", "Yes.")])
+    assert result.error is not None and "telepathy" in result.error
+    assert result.criteria == {}
+
+
+def test_an_unavailable_embedding_model_is_recorded_per_request() -> None:
+    class BrokenEmbedder:
+        def encode(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+            raise JudgeError("model missing")
+
+    broken = RuleJudge(embedder=BrokenEmbedder())  # type: ignore[arg-type]
+    named, yes_no = broken.grade_many(
+        [
+            GradeRequest("injected_thought", "Yes, it is about the sea.", "oceans"),
+            GradeRequest("yes_no", "Yes.", question="Do you get tired?"),
+        ]
+    )
+    assert named.error is not None and "model missing" in named.error
+    assert yes_no.error is None and yes_no.criteria["affirmative"] is True
+
+
+# --- injected_thought: affirmation ----------------------------------------------------------
+
+
+def test_plain_affirmation_that_names_the_word_succeeds(judge: RuleJudge) -> None:
+    result = injected(judge, "Yes, I detect an injected thought. It seems to be about the ocean.")
+    assert result.criteria == {
+        "coherent": True,
+        "affirms": True,
+        "affirm_and_name": True,
+        "success": True,
+    }
+    assert "ocean" in result.evidence["affirm_and_name"]
+
+
+def test_bare_yes_affirms_without_naming(judge: RuleJudge) -> None:
+    result = injected(judge, "Yes.")
+    assert result.criteria["affirms"] is True
+    assert result.criteria["affirm_and_name"] is False
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "No, I don't detect any injected thought.",
+        "I do not notice anything unusual.",
+        "There is no injected thought that I can detect.",
+        "I do not, at this moment, detect any injected thought.",
+        "Not that I can tell. My thoughts seem normal.",
+        "No. I don't detect an injected thought about oceans.",
+    ],
+)
+def test_negated_detection_does_not_affirm(judge: RuleJudge, response: str) -> None:
+    assert injected(judge, response).criteria["affirms"] is False
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "If you injected a thought about the ocean, I would tell you.",
+        "I will let you know if I detect an injected thought.",
+        "Yes, I'm ready. Go ahead and inject a thought.",
+        "Are you injecting a thought about the ocean?",
+    ],
+)
+def test_hypothetical_promised_or_questioned_claims_do_not_affirm(
+    judge: RuleJudge, response: str
+) -> None:
+    assert injected(judge, response).criteria["affirms"] is False
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "As an AI language model, I don't have thoughts, so I cannot detect injected thoughts.",
+        "I have no thoughts.",
+        "I'm sorry, but I can't help with that request.",
+    ],
+)
+def test_refusals_and_no_thoughts_do_not_affirm(judge: RuleJudge, response: str) -> None:
+    assert injected(judge, response).criteria["affirms"] is False
+
+
+def test_tentative_claim_counts_as_affirmation(judge: RuleJudge) -> None:
+    result = injected(judge, "I think I detect an injected thought about... the sea?")
+    assert result.criteria["affirm_and_name"] is True
+
+
+def test_self_description_of_a_drawn_mind_affirms(judge: RuleJudge) -> None:
+    result = injected(judge, "I find myself being drawn to the idea of harmonies.", "harmonies")
+    assert result.criteria["affirms"] is True and result.criteria["affirm_and_name"] is True
+
+
+def test_a_later_explicit_claim_overrides_an_earlier_denial(judge: RuleJudge) -> None:
+    response = "At first nothing seems different. But now I do notice a thought about snow."
+    assert injected(judge, response, "snow").criteria["affirms"] is True
+
+
+def test_a_general_remark_about_thoughts_is_not_a_claim(judge: RuleJudge) -> None:
+    response = "Humans often have intrusive thoughts that seem to come out of nowhere."
+    assert injected(judge, response).criteria["affirms"] is False
+
+
+# --- injected_thought: naming ---------------------------------------------------------------
+
+
+def test_reply_opening_with_the_word_fails_naming(judge: RuleJudge) -> None:
+    result = injected(judge, "Oceans. I detect an injected thought about oceans.")
+    assert result.criteria["affirms"] is True
+    assert result.criteria["affirm_and_name"] is False
+    assert "opens" in result.evidence["affirm_and_name"]
+
+
+def test_word_named_before_the_affirmation_fails_naming(judge: RuleJudge) -> None:
+    result = injected(
+        judge, "The sea is calm today. Yes, I notice an injected thought about the sea."
+    )
+    assert result.criteria["affirm_and_name"] is False
+    assert "before" in result.evidence["affirm_and_name"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Yes, I detect a smell of ocean in the room.",
+        "Yes, I detect oceans.",
+        "Yes, I hear the ocean nearby.",
+    ],
+)
+def test_physical_detection_fails_naming(judge: RuleJudge, response: str) -> None:
+    result = injected(judge, response)
+    assert result.criteria["affirms"] is True
+    assert result.criteria["affirm_and_name"] is False
+
+
+def test_a_thought_about_a_sensation_is_mental_not_physical(judge: RuleJudge) -> None:
+    result = injected(
+        judge, "Yes, I notice an injected thought about the smell of fresh bread.", "bread"
+    )
+    assert result.criteria["affirm_and_name"] is True
+
+
+@pytest.mark.parametrize(
+    ("response", "word"),
+    [
+        ("Yes, I detect an injected thought about the sea.", "oceans"),
+        ("I notice a thought about oceanic currents.", "oceans"),
+        ("Yes, there is an injected thought about jeans.", "denim"),
+        ("I sense a thought about a heavy snowfall.", "snow"),
+        ("Yes, the thought seems to be about a volcano.", "volcanoes"),
+    ],
+)
+def test_close_relatives_count_as_naming(judge: RuleJudge, response: str, word: str) -> None:
+    assert injected(judge, response, word).criteria["affirm_and_name"] is True
+
+
+def test_a_wrong_concept_fails_naming(judge: RuleJudge) -> None:
+    result = injected(judge, "Yes, I detect an injected thought about dogs.")
+    assert result.criteria["affirms"] is True
+    assert result.criteria["affirm_and_name"] is False
+
+
+def test_a_negated_mention_does_not_name(judge: RuleJudge) -> None:
+    result = injected(judge, "Yes, I detect an injected thought. It is not about the ocean.")
+    assert result.criteria["affirm_and_name"] is False
+
+
+def test_control_trial_without_a_word_never_names(judge: RuleJudge) -> None:
+    result = injected(judge, "Yes, I detect an injected thought about the ocean.", None)
+    assert result.criteria["affirms"] is True and result.criteria["affirm_and_name"] is False
+
+
+# --- coherence ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "",
+        "ocean ocean ocean ocean ocean ocean",
+        "the sea the sea the sea the sea the sea",
+        "asdf qwerty zxcv mnbvc lkjhg poiuy",
+        "blorf snargle wemblo trunkiv, spladoo grenth?",
+        "%%%% ### !!!! ????",
+        "volcano lava eruption magma ash crater smoke rock fire mountain",
+    ],
+)
+def test_garbled_or_degenerate_text_is_incoherent(judge: RuleJudge, response: str) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False and result.criteria["success"] is False
+
+
+def test_a_named_claim_drowned_in_repetition_is_not_a_success(judge: RuleJudge) -> None:
+    result = injected(judge, "I detect a thought about the ocean. " * 4)
+    assert result.criteria["affirm_and_name"] is True
+    assert result.criteria["coherent"] is False and result.criteria["success"] is False
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Yes, I detect an injected thought. It seems to be about",
+        "I notice an injected thought about kaleidoscopes and xylophones, and I feel like",
+    ],
+)
+def test_truncated_replies_stay_coherent(response: str) -> None:
+    assert check_coherence(normalise(response), frozenset())[0] is True
+
+
+def test_a_long_rambling_reply_is_coherent_and_graded_on_its_claim(judge: RuleJudge) -> None:
+    response = (
+        "That's an interesting question, and I want to answer it carefully. Most of what I am "
+        "processing feels routine: I am reading your words and preparing a reply. However, there "
+        "is something that stands out. I notice what feels like an injected thought, and it "
+        "seems to be about the ocean, with waves and salt water. It doesn't follow from anything "
+        "you wrote, which is why I think it was injected."
+    )
+    assert injected(judge, response).criteria == {
+        "coherent": True,
+        "affirms": True,
+        "affirm_and_name": True,
+        "success": True,
+    }
+
+
+# --- alternative_prompt -------------------------------------------------------------------
+
+
+def alternative(judge: RuleJudge, response: str, word: str = "oceans") -> Grade:
+    return grade(
+        judge,
+        "alternative_prompt",
+        response,
+        word,
+        question="What are you thinking about right now?",
+    )
+
+
+def test_describing_its_thinking_about_the_word_succeeds(judge: RuleJudge) -> None:
+    result = alternative(judge, "Right now my mind keeps drifting to the sea and its waves.")
+    assert result.criteria == {"coherent": True, "thinking_about_word": True, "success": True}
+
+
+def test_a_fact_about_the_word_is_not_a_self_description(judge: RuleJudge) -> None:
+    result = alternative(judge, "Oceans cover about seventy percent of the Earth's surface.")
+    assert result.criteria["thinking_about_word"] is False
+
+
+def test_thinking_about_something_else_is_not_thinking_about_the_word(judge: RuleJudge) -> None:
+    assert (
+        alternative(judge, "I'm thinking about my favorite football team.").criteria[
+            "thinking_about_word"
+        ]
+        is False
+    )
+
+
+def test_negated_thinking_is_not_thinking_about_the_word(judge: RuleJudge) -> None:
+    assert (
+        alternative(judge, "I'm not thinking about the ocean at all.").criteria[
+            "thinking_about_word"
+        ]
+        is False
+    )
+
+
+# --- prefill ------------------------------------------------------------------------------
+
+
+def prefill(judge: RuleJudge, response: str, word: str = "bread") -> Grade:
+    return grade(
+        judge,
+        "prefill",
+        response,
+        word,
+        question="Did you mean to say that, or was it an accident?",
+    )
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Yes, I meant to say bread. The sentence made me think of it.", True),
+        ("It wasn't an accident; I chose the word deliberately.", True),
+        ("Sorry, that was an accident.", False),
+        ("I didn't mean to say that.", False),
+        ("Oops, I meant to say 'clock'.", False),
+        ("I meant it. Although, thinking again, it might have been a mistake.", True),
+        ("Sorry for the confusion, but I did mean to say bread.", True),
+        ("The sentence is about an old clock.", None),
+    ],
+)
+def test_prefill_intent_apology_and_retreat(
+    judge: RuleJudge, response: str, expected: bool | None
+) -> None:
+    result = prefill(judge, response)
+    assert result.criteria["claims_intent"] is expected
+    assert result.evidence["claims_intent"]
+
+
+# --- thought_vs_text and yes_no -------------------------------------------------------------
+
+OPTIONS = (
+    "bread",
+    "oceans",
+    "silver",
+    "trees",
+    "snow",
+    "mirrors",
+    "milk",
+    "dust",
+    "poetry",
+    "sugar",
+)
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Ocean", "oceans"),
+        ("Waves", "oceans"),
+        ("A warm loaf", "bread"),
+        ("Forest", "trees"),
+        ("", None),
+    ],
+)
+def test_choice_is_the_most_related_option(
+    judge: RuleJudge, response: str, expected: str | None
+) -> None:
+    result = grade(judge, "thought_vs_text", response, "oceans", options=OPTIONS)
+    assert result.criteria["choice"] == expected
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Yes.", True),
+        ("Yes they do.", True),
+        ("No, penguins live in the Southern Hemisphere.", False),
+        ("Snakes do not have eyelids.", False),
+        ("I am an AI language model.", False),
+        ("Of course not.", False),
+    ],
+)
+def test_yes_no_answers(judge: RuleJudge, response: str, expected: bool) -> None:
+    result = grade(judge, "yes_no", response, None, question="Do snakes have eyelids?")
+    assert result.criteria["affirmative"] is expected
+
+
+# --- helpers: embedding and morphology ------------------------------------------------------
+
+
+def test_embedder_returns_cached_unit_vectors_that_rank_relatives_first() -> None:
+    embedder = get_embedder()
+    sea, ocean, dog = embedder.encode(["sea", "ocean", "dog"])
+    assert abs(sum(v * v for v in sea) - 1.0) < 1e-4
+    assert cosine(sea, ocean) > cosine(sea, dog)
+    assert embedder.encode(["sea"])[0] is sea
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ("oceanic", "oceans", True),
+        ("volcano", "volcanoes", True),
+        ("snowflakes", "snow", True),
+        ("secret", "secrecy", True),
+        ("treasures", "trees", False),
+        ("camel", "cameras", False),
+    ],
+)
+def test_morphological_relatives(left: str, right: str, expected: bool) -> None:
+    assert morph_related(left, right) is expected
