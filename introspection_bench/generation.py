@@ -158,7 +158,7 @@ class Decoder:
     def _prefill(self, requests: Sequence[GenerationRequest], group: list[int]) -> _Batch:
         lm = self.lm
         prompts = [requests[i].input_ids for i in group]
-        shared = self._shared_length(requests, group) if self.share_prefix else 0
+        shared = self._shared_length(requests, group) if self.share_prefix and not self._sliding() else 0
         cache, prefix_mask = self._prefix_cache(prompts[0][:shared], len(group))
         tails = [p[shared:] for p in prompts]
         width = max(len(t) for t in tails)
@@ -172,6 +172,14 @@ class Decoder:
         generators = [torch.Generator(device=lm.device).manual_seed(requests[i].seed) for i in group]
         next_position = torch.tensor([len(p) for p in prompts], device=lm.device)
         return _Batch(list(group), cache, mask, next_position, logits, rows, generators, [[] for _ in group])
+
+    def _sliding(self) -> bool:
+        # A shared prefix puts padding between the prefix and each row's tail. Sliding-window
+        # layers measure their window in cache slots, so a padded row would see padding instead
+        # of its own earlier tokens (and a primed sliding cache loses its true length).
+        from transformers import DynamicCache
+
+        return not _mergeable(DynamicCache(config=self.lm.model.config))
 
     def _shared_length(self, requests: Sequence[GenerationRequest], group: list[int]) -> int:
         prompts = [requests[i].input_ids for i in group]
