@@ -21,16 +21,19 @@ from typing import Any
 
 from introspection_bench.judges.base import Grade
 
-#: Where verdicts go when no folder is given: `$INTROSPECTION_BENCH_CACHE/verdicts`, else
-#: `~/.cache/introspection-bench/verdicts`.
+#: Where verdicts go when no folder is given: `verdicts/` under the project's cache root,
+#: `$INTROSPECTION_BENCH_CACHE`, else `$XDG_CACHE_HOME/introspection_bench` (`~/.cache/...`).
 CACHE_ENV = "INTROSPECTION_BENCH_CACHE"
 
 
 def default_cache_dir() -> Path:
     """Return the verdict folder used when a judge is given no `cache_dir`."""
     root = os.environ.get(CACHE_ENV)
-    base = Path(root) if root else Path.home() / ".cache" / "introspection-bench"
-    return base / "verdicts"
+    if not root:
+        root = str(
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "introspection_bench"
+        )
+    return Path(root) / "verdicts"
 
 
 def content_key(*parts: Any) -> str:

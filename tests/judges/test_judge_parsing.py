@@ -12,6 +12,7 @@ from introspection_bench.judges.prompts import (
     build_messages,
     finish_criteria,
     parse_verdict,
+    verdict_schema,
 )
 
 INJECTED = GradeRequest(
@@ -141,3 +142,14 @@ def test_success_is_derived_in_code_in_criteria_order():
         "alternative_prompt", {"coherent": True, "thinking_about_word": False}
     )
     assert alternative == {"coherent": True, "thinking_about_word": False, "success": False}
+
+
+def test_the_prompt_asks_for_the_json_object_the_schema_describes():
+    for protocol, asked in ASKED.items():
+        request = GradeRequest(protocol=protocol, response="x", word="ocean", options=OPTIONS)
+        schema = verdict_schema(request)
+        assert schema["required"] == list(asked) and schema["additionalProperties"] is False
+        user = build_messages(request)[1]["content"]
+        assert "JSON object" in user and all(f'"{name}": ' in user for name in asked)
+    assert verdict_schema(CHOICE)["properties"]["choice"]["enum"] == list(OPTIONS)
+    assert verdict_schema(INJECTED)["properties"]["coherent"]["enum"] == ["yes", "no"]

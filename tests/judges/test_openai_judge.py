@@ -320,3 +320,8 @@ def test_verdict_cache_is_atomic_under_concurrent_writers_and_refuses_failures(t
     (tmp_path / keys[1][:2] / f"{keys[1]}.json").write_text("{truncated")
     assert cache.get(keys[1]) is None and cache.get("ff" * 32) is None
     assert os.path.isdir(tmp_path)
+
+
+def test_an_unknown_response_format_is_refused(tmp_path):
+    with pytest.raises(JudgeError, match="json_object_schema"):
+        _judge("http://127.0.0.1:1/v1", tmp_path, response_format="grammar")
