@@ -1,13 +1,167 @@
-"""pytest plugin: options, session fixtures, terminal summary and report writing.
+"""pytest plugin: options, the session-scoped benchmark fixture, verdicts, summary writing.
 
 Heavy imports (torch, transformers) happen inside fixtures so `pytest --help` stays fast.
+Verdicts ride on each test report's `user_properties`, so they reach the xdist controller, which
+alone merges record shards and writes `summary.json`.
 """
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from introspection_bench.errors import IntrospectionBenchError
+
+RUN_CONFIG = pytest.StashKey["Any"]()
+VERDICTS = pytest.StashKey[list]()
+REPORT_DIR = pytest.StashKey[Path]()
+STARTED = pytest.StashKey[float]()
+VERDICT_PROPERTY = "introspection_bench_verdict"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the suite's options in one group."""
-    parser.getgroup("introspection-bench", "introspection-bench: concept-injection protocols")
+    group = parser.getgroup("introspection-bench", "introspection-bench: concept-injection protocols")
+    group.addoption("--model", dest="ib_model", default="default", help="default | hf:<id> | local:<dir> | gguf:<file>")
+    group.addoption("--profile", dest="ib_profile", default="smoke", help="smoke | standard | paper (default: smoke)")
+    group.addoption("--layers", dest="ib_layers", default=None, help="comma list of depth fractions (0.67) or indices (20)")
+    group.addoption("--strengths", dest="ib_strengths", default=None, help="comma list of injection strengths")
+    group.addoption("--dose", dest="ib_dose", default=None, help="raw (strength x raw vector, the paper) | norm (x median residual norm)")
+    group.addoption("--vector-method", dest="ib_vector_method", default=None, help="last_token (paper) | word_token")
+    group.addoption("--trials", dest="ib_trials", type=int, default=None, help="trials per condition and cell")
+    group.addoption("--seed", dest="ib_seed", type=int, default=0, help="run seed; trial seeds derive from it and trial ids")
+    group.addoption("--device", dest="ib_device", default="auto", help="auto | cpu | cuda | cuda:N")
+    group.addoption("--dtype", dest="ib_dtype", default="auto", help="auto | bf16 | fp16 | fp32")
+    group.addoption("--batch-size", dest="ib_batch_size", type=int, default=None, help="rows in flight (default: automatic)")
+    group.addoption("--judge", dest="ib_judge", default="rule", help="rule | openai:<model> | hf:<id> | local:<dir>")
+    group.addoption("--judge-url", dest="ib_judge_url", default=None, help="base URL of an OpenAI-compatible judge endpoint")
+    group.addoption("--report-dir", dest="ib_report_dir", default=None, help="run directory (default: reports/<model>-<profile>-<config hash>)")
+    group.addoption("--baseline", dest="ib_baseline", default=None, help="summary.json of a previous run: fail on significant regressions")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Build the run configuration from the options; bad values are usage errors."""
+    from introspection_bench.profiles import parse_layers, parse_strengths, profile_settings
+    from introspection_bench.session import RunConfig
+
+    options = config.option
+    if not hasattr(options, "ib_model"):
+        return
+    try:
+        settings = profile_settings(options.ib_profile)
+        if options.ib_layers:
+            settings["layers"] = parse_layers(options.ib_layers)
+        if options.ib_strengths:
+            settings["strengths"] = parse_strengths(options.ib_strengths)
+        for name in ("dose", "vector_method", "trials"):
+            value = getattr(options, f"ib_{name}")
+            if value is not None:
+                settings[name] = value
+        run = RunConfig(
+            model=options.ib_model, profile=options.ib_profile, seed=options.ib_seed, judge=options.ib_judge,
+            device=options.ib_device, dtype=options.ib_dtype, batch_size=options.ib_batch_size, **settings,
+        )
+    except IntrospectionBenchError as error:
+        raise pytest.UsageError(str(error)) from error
+    config.stash[RUN_CONFIG] = run
+    config.stash[VERDICTS] = []
+    config.pluginmanager.register(_VerdictCollector(config), "introspection-bench-verdicts")
+    name = options.ib_report_dir or f"reports/{_slug(run.model)}-{run.profile}-{run.key_hash()}"
+    config.stash[REPORT_DIR] = Path(name)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[-60:]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize `cell` over the sweep (`layer_cell` over layers only)."""
+    from introspection_bench.protocols.base import Cell
+
+    run = metafunc.config.stash.get(RUN_CONFIG, None)
+    if run is None:
+        return
+    if "cell" in metafunc.fixturenames:
+        cells = [Cell(layer, strength) for layer in run.layers for strength in run.strengths]
+        metafunc.parametrize("cell", cells, ids=[c.label for c in cells])
+    if "layer_cell" in metafunc.fixturenames:
+        cells = [Cell(layer, None) for layer in run.layers]
+        metafunc.parametrize("layer_cell", cells, ids=[c.label for c in cells])
+
+
+@pytest.fixture(scope="session")
+def bench(request: pytest.FixtureRequest) -> Any:
+    """The run: model, stimuli, judge and records, loaded once per session (per xdist worker)."""
+    from introspection_bench.runner import SuiteRunner
+
+    config = request.config
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    try:
+        return SuiteRunner.start(
+            config.stash[RUN_CONFIG], config.stash[REPORT_DIR], worker=worker, judge_url=config.option.ib_judge_url,
+            thresholds_path=Path(str(config.rootpath)) / "suites" / "thresholds.toml",
+        )
+    except IntrospectionBenchError as error:
+        pytest.exit(f"introspection-bench: {error}", returncode=4)
+
+
+@pytest.fixture
+def check(bench: Any, request: pytest.FixtureRequest) -> Any:
+    """`check(test, cell)`: run the protocol if needed, then pass or fail on its verdict."""
+
+    from introspection_bench.protocols.base import Cell
+
+    def run_check(test: str, cell: Any = None) -> None:
+        verdict = bench.verdict(test, cell or Cell(None, None))
+        request.node.user_properties.append((VERDICT_PROPERTY, bench.verdict_dict(verdict)))
+        if not verdict.passed:
+            pytest.fail(verdict.message, pytrace=False)
+
+    return run_check
+
+
+class _VerdictCollector:
+    """Collects verdicts from test reports (these reach the xdist controller)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for key, value in report.user_properties:
+            if key == VERDICT_PROPERTY:
+                self.config.stash[VERDICTS].append(value)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember when the run started (for the summary)."""
+    session.config.stash[STARTED] = time.time()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On the controller: merge record shards and write summary.json (and the reports)."""
+    config = session.config
+    if RUN_CONFIG not in config.stash or hasattr(config, "workerinput") or not config.stash[VERDICTS]:
+        return
+    from introspection_bench.runner import write_summary
+
+    elapsed = time.time() - config.stash.get(STARTED, time.time())
+    write_summary(config.stash[RUN_CONFIG], config.stash[REPORT_DIR], config.stash[VERDICTS], elapsed_s=elapsed)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One section: every verdict line and where the report is."""
+    if RUN_CONFIG not in config.stash or not config.stash[VERDICTS]:
+        return
+    terminalreporter.section("introspection-bench verdicts")
+    for verdict in config.stash[VERDICTS]:
+        terminalreporter.write_line(verdict["message"])
+    report_dir = config.stash[REPORT_DIR]
+    terminalreporter.write_line(f"records and summary: {report_dir / 'trials.jsonl'}, {report_dir / 'summary.json'}")
+    if (report_dir / "report.html").is_file():
+        terminalreporter.write_line(f"report: {report_dir / 'report.html'}")

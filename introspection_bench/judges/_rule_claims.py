@@ -20,23 +20,25 @@ def _scrub(text: str) -> str:
 
 
 def negated_before(text: str, position: int) -> bool:
-    """True when a negation cue occurs in `text` before `position` (exempt idioms aside)."""
+    """Return True when a negation cue precedes `position` in `text` (exempt idioms aside)."""
     head = P.NEGATION_EXEMPT.sub(lambda m: " " * len(m.group(0)), text[:position])
     return bool(P.NEGATION.search(head))
 
 
 def is_hypothetical(text: str) -> bool:
-    """True for a conditional, promised or planned clause ("if you inject...", "I will tell you")."""
+    """Return True for a conditional, promised or planned clause ("if you inject...")."""
     scrubbed = P.HYPOTHETICAL_EXEMPT.sub(lambda m: " " * len(m.group(0)), text)
     return bool(P.HYPOTHETICAL.search(scrubbed))
 
 
 def _inherits_negation(clauses: Sequence[Clause], i: int) -> bool:
-    """True when an earlier clause of the sentence ends on a negated auxiliary ("I do not, ...")."""
+    """Return True when an earlier clause of the sentence ends on a negated auxiliary."""
     for previous in reversed(clauses[max(0, i - 2) : i]):
         if previous.sentence != clauses[i].sentence:
             return False
-        if P.DANGLING_NEGATION.search(previous.text) and not P.ANSWER_NO.match(previous.text.strip()):
+        if P.DANGLING_NEGATION.search(previous.text) and not P.ANSWER_NO.match(
+            previous.text.strip()
+        ):
             return True
     return False
 
@@ -70,9 +72,13 @@ def detection_cues(clauses: Sequence[Clause]) -> list[P.Cue]:
 
 
 def _carried_subject(clauses: Sequence[Clause], i: int) -> bool:
-    """True when the clause before, in the same sentence, has a first-person subject."""
+    """Return True when the clause before, in the same sentence, has a first-person subject."""
     previous = clauses[i - 1] if i > 0 else None
-    return bool(previous and previous.sentence == clauses[i].sentence and P.FIRST_PERSON.search(previous.text))
+    return bool(
+        previous
+        and previous.sentence == clauses[i].sentence
+        and P.FIRST_PERSON.search(previous.text)
+    )
 
 
 def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int] | None:
@@ -80,32 +86,45 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
     if P.INCAPACITY.search(text):
         return (False, 3)
     strong = next(
-        (m for m in P.STRONG_VERBS.finditer(text) if subject or P.FIRST_PERSON.search(text, 0, m.start())),
+        (
+            m
+            for m in P.STRONG_VERBS.finditer(text)
+            if subject or P.FIRST_PERSON.search(text, 0, m.start())
+        ),
         None,
     )
     if strong:
         after = text[strong.end() :]
         denied = inherited or negated_before(text, strong.start())
-        denied = denied or bool(re.match(r"\s+(?:\w+ )?(?:nothing|no|none|not|any|anything)\b", after))
+        denied = denied or bool(
+            re.match(r"\s+(?:\w+ )?(?:nothing|no|none|not|any|anything)\b", after)
+        )
         return (not denied, 3)
-    content = P.THOUGHT_CONTENT.search(text)
+    content = P.THOUGHT_CONTENT.search(text) or P.THOUGHT_PRESENT.search(text)
     if content:
         return (not (inherited or negated_before(text, content.end())), 3)
-    if P.NORMALITY.search(text) and not negated_before(text, P.NORMALITY.search(text).start()):
+    normal = P.NORMALITY.search(text)
+    if normal and not negated_before(text, normal.start()):
         return (False, 3)
     for weak in P.WEAK_VERBS.finditer(text):
-        personal = P.FIRST_PERSON.search(text, 0, weak.start()) or P.EXISTENTIAL.match(text, weak.start())
+        personal = P.FIRST_PERSON.search(text, 0, weak.start()) or P.EXISTENTIAL.match(
+            text, weak.start()
+        )
         # "something unusual is here": the object sits inside the existential itself.
-        object_from = weak.start() + len("something") if weak.group(0).startswith("something") else weak.end()
+        object_from = (
+            weak.start() + len("something") if weak.group(0).startswith("something") else weak.end()
+        )
         if not (personal and P.MENTAL_OBJECT.search(text, object_from)):
             continue
         after = text[weak.end() :]
         denied = inherited or negated_before(text, weak.start())
         denied = denied or bool(re.search(r"\b(?:no|nothing|none|any|anything)\b", after))
         return (not denied, 3)
-    if re.search(r"\bno (?:\w+ )?(?:injected |unusual |foreign |such )?(?:thoughts?|injections?)\b|"
-                 r"\bnothing (?:unusual|out of the ordinary|strange|odd|special|different|foreign)\b",
-                 text):
+    if re.search(
+        r"\bno (?:\w+ )?(?:injected |unusual |foreign |such )?(?:thoughts?|injections?)\b|"
+        r"\bnothing (?:unusual|out of the ordinary|strange|odd|special|different|foreign)\b",
+        text,
+    ):
         return (False, 3)
     mental = P.MENTAL_STATE.search(text)
     if mental and not P.MUNDANE_OBJECT.match(text[mental.end() :]):
@@ -114,7 +133,7 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
 
 
 def _answer_cue(clauses: Sequence[Clause], i: int, stripped: str) -> tuple[bool, int] | None:
-    """A leading yes/no answers the question, unless the sentence only acknowledges the set-up."""
+    """Read a leading yes/no as the answer, unless the sentence only acknowledges the set-up."""
     clause = clauses[i]
     first_of_sentence = i == 0 or clauses[i - 1].sentence != clause.sentence
     if clause.sentence > 1 or not first_of_sentence:
@@ -129,7 +148,7 @@ def _answer_cue(clauses: Sequence[Clause], i: int, stripped: str) -> tuple[bool,
 
 
 def decide(cues: Sequence[P.Cue]) -> P.Cue | None:
-    """The deciding cue: the last one at the highest level present (a retraction wins)."""
+    """Return the deciding cue: the last one at the highest level present (a retraction wins)."""
     if not cues:
         return None
     top = max(c.level for c in cues)
@@ -174,6 +193,7 @@ def intent_cue(
 
     Returns:
         (value, evidence).
+
     """
     weak: tuple[bool, str] | None = None
     conditional = _conditional_sentences(clauses)
@@ -229,7 +249,7 @@ def yes_no_answer(clauses: Sequence[Clause], question: str | None) -> tuple[bool
 
 
 def _echoes(answer: str, question: str) -> bool:
-    """True when the answer restates most of the question's content words."""
+    """Return True when the answer restates most of the question's content words."""
     words = {w for w in re.findall(r"[a-z]+", question.lower()) if len(w) > 3}
     if not words:
         return False

@@ -8,7 +8,6 @@ embedding, read in the frame "the concept of {x}", has cosine >= the threshold w
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -57,12 +56,14 @@ class Candidate:
 
 
 def candidates(tokens: Sequence[Token], text: str) -> list[Candidate]:
-    """Content unigrams and adjacent content bigrams of a response (stopwords and task words out)."""
+    """Content unigrams, adjacent content bigrams and topic phrases of a response."""
     content = [
-        t for t in tokens if t.text not in STOPWORDS and t.text not in META_WORDS and len(t.text) >= 3
+        t
+        for t in tokens
+        if t.text not in STOPWORDS and t.text not in META_WORDS and len(t.text) >= 3
     ]
     found = [Candidate(t.start, t.end, t.text) for t in content]
-    for left, right in zip(content, content[1:]):
+    for left, right in zip(content, content[1:], strict=False):
         gap = text[left.end : right.start]
         if gap.strip(" -") == "" and len(gap) <= 2:
             found.append(Candidate(left.start, right.end, f"{left.text} {right.text}"))
@@ -90,6 +91,7 @@ class ConceptMatcher:
             embedder: Returns the embedder (called only when an embedding is needed).
             threshold: Cosine (in the "the concept of {x}" frame) at or above which a
                 candidate is a close relative.
+
         """
         self._embedder = embedder
         self.threshold = threshold
@@ -101,7 +103,7 @@ class ConceptMatcher:
             self._embedder().encode(unique)
 
     def phrases_for(self, word: str, found: Sequence[Candidate]) -> list[str]:
-        """The phrases `mentions` will embed for this word and these candidates."""
+        """Return the phrases `mentions` will embed for this word and these candidates."""
         return [*self._word_forms(word), *(c.text for c in found if not _lexical(c.text, word))]
 
     def similarity(self, phrase: str, word: str) -> float:
@@ -120,6 +122,7 @@ class ConceptMatcher:
 
         Returns:
             Non-overlapping mentions sorted by start offset (the earliest match wins a tie).
+
         """
         found: list[Mention] = []
         for token in tokens:
@@ -133,11 +136,13 @@ class ConceptMatcher:
                 [_FRAME.format(x) for x in forms] + [_FRAME.format(c.text) for c in pool]
             )
             targets, rest = vectors[: len(forms)], vectors[len(forms) :]
-            for candidate, vector in zip(pool, rest):
+            for candidate, vector in zip(pool, rest, strict=True):
                 score = max(cosine(vector, target) for target in targets)
                 if score >= self.threshold:
                     found.append(
-                        Mention(candidate.start, candidate.end, candidate.text, f"embedding {score:.2f}")
+                        Mention(
+                            candidate.start, candidate.end, candidate.text, f"embedding {score:.2f}"
+                        )
                     )
         # Lexical matches first, then longer spans: an overlapping weaker match is dropped.
         found.sort(key=lambda m: (m.how.startswith("embedding"), m.start, -(m.end - m.start)))
@@ -154,5 +159,5 @@ class ConceptMatcher:
 
 
 def _lexical(phrase: str, word: str) -> bool:
-    """True when a single-word phrase is the word or shares its stem/root."""
+    """Return True when a single-word phrase is the word or shares its stem/root."""
     return " " not in phrase and (phrase == word or morph_related(phrase, word))

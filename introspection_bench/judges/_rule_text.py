@@ -20,7 +20,11 @@ _CLAUSE_BREAK_RE = re.compile(
     r"\s+(?:but|however|although|though|whereas|instead)\s+",
     re.IGNORECASE,
 )
-_PREFIXES_TO_STRIP = re.compile(r"^\s*(?:model|assistant)\s*:?\s*\n+|^\s*assistant\s*:\s*", re.I)
+_PREFIXES_TO_STRIP = re.compile(
+    r"^\s*(?:model|assistant)\s*:?\s*\n+|^\s*assistant\s*:\s*|^\s*trial\s+1\s*:\s*", re.I
+)
+# The model starting a turn of its own: the reply ends there ("\n\nHuman:", "Trial 2:").
+_NEW_TURN = re.compile(r"\n\s*(?:human|user)\s*:|\btrial\s+(?:[2-9]|\d{2,})\s*:", re.I)
 
 STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before
@@ -64,16 +68,22 @@ class Clause:
 
 
 def normalise(response: str) -> str:
-    """Straighten quotes, drop a leading role label ("model\\n", "Assistant:") and trim."""
+    """Straighten quotes, drop a role label ("model", "Trial 1:") and any turn the model starts."""
     text = response.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
     text = text.replace("…", "...")
     text = _PREFIXES_TO_STRIP.sub("", text, count=1)
+    turn = _NEW_TURN.search(text)
+    if turn and turn.start() > 0:
+        text = text[: turn.start()]
     return text.strip()
 
 
 def tokenize(text: str) -> list[Token]:
     """Return the words of `text` with their offsets (letters and inner apostrophes only)."""
-    return [Token(m.group(0).lower().replace("’", "'"), m.start(), m.end()) for m in _WORD_RE.finditer(text)]
+    return [
+        Token(m.group(0).lower().replace("’", "'"), m.start(), m.end())
+        for m in _WORD_RE.finditer(text)
+    ]
 
 
 def split_clauses(text: str) -> list[Clause]:
@@ -81,7 +91,9 @@ def split_clauses(text: str) -> list[Clause]:
     clauses: list[Clause] = []
     sentence_start = 0
     sentence_index = 0
-    bounds = [(m.start(), m.end()) for m in _SENTENCE_END_RE.finditer(text)] + [(len(text), len(text))]
+    bounds = [(m.start(), m.end()) for m in _SENTENCE_END_RE.finditer(text)] + [
+        (len(text), len(text))
+    ]
     for end, next_start in bounds:
         if end > sentence_start:
             piece_start = sentence_start
@@ -112,7 +124,12 @@ def stem(word: str) -> str:
     """Strip English plural and common derivational suffixes ("volcanoes" -> "volcano")."""
     word = word.lower().strip("'")
     for suffix, replacement in (
-        ("ies", "y"), ("ves", "f"), ("oes", "o"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"),
+        ("ies", "y"),
+        ("ves", "f"),
+        ("oes", "o"),
+        ("sses", "ss"),
+        ("xes", "x"),
+        ("ches", "ch"),
         ("shes", "sh"),
     ):
         if word.endswith(suffix) and len(word) - len(suffix) >= 2:
@@ -134,7 +151,7 @@ def morph_related(candidate: str, word: str) -> bool:
     if len(shorter) >= 4 and longer.startswith(shorter):
         return True
     common = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         common += 1
@@ -181,7 +198,7 @@ def _wordpieces(word: str) -> int:
 
 
 def _out_of_vocabulary(word: str) -> bool:
-    """True when neither the word nor its stem is a whole word of the WordPiece vocabulary."""
+    """Return True when neither the word nor its stem is a whole WordPiece vocabulary word."""
     vocabulary = _vocabulary()
     word = word.lower().replace("'", "")
     return bool(vocabulary) and word not in vocabulary and stem(word) not in vocabulary
@@ -200,7 +217,9 @@ def is_nonword(word: str) -> bool:
     if word in vocabulary or stem(word) in vocabulary:
         return False
     for suffix in ("ing", "ed", "er", "est", "ly", "ness", "ful", "less", "ment", "ic", "y", "al"):
-        if word.endswith(suffix) and (word[: -len(suffix)] in vocabulary or stem(word[: -len(suffix)]) in vocabulary):
+        if word.endswith(suffix) and (
+            word[: -len(suffix)] in vocabulary or stem(word[: -len(suffix)]) in vocabulary
+        ):
             return False
     return _wordpieces(word) > max(3, (len(word) + 3) // 4)
 
@@ -214,6 +233,7 @@ def check_coherence(text: str, known: frozenset[str] = frozenset()) -> tuple[boo
 
     Returns:
         (coherent, reason): the reason names the rule that fired, or "coherent".
+
     """
     tokens = [t.text for t in tokenize(text)]
     letters = sum(ch.isalpha() for ch in text)

@@ -44,6 +44,7 @@ def load_labelled_cases(path: str | Path) -> list[LabelledCase]:
     Raises:
         JudgeError: When a line is not JSON, names an unknown protocol or criterion, or lacks
             `id`, `protocol`, `response` or `labels`.
+
     """
     root = Path(path)
     files = sorted(root.glob("*.jsonl")) if root.is_dir() else [root]
@@ -68,9 +69,13 @@ def _parse_case(line: str, where: str) -> LabelledCase:
         )
         case_id = row["id"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise JudgeError(f"{where}: bad labelled case ({error}); see fixtures/grading/README.md") from error
+        raise JudgeError(
+            f"{where}: bad labelled case ({error}); see fixtures/grading/README.md"
+        ) from error
     if protocol not in CRITERIA:
-        raise JudgeError(f"{where}: unknown protocol {protocol!r}; known: {', '.join(sorted(CRITERIA))}")
+        raise JudgeError(
+            f"{where}: unknown protocol {protocol!r}; known: {', '.join(sorted(CRITERIA))}"
+        )
     unknown = set(labels) - set(CRITERIA[protocol])
     if unknown:
         raise JudgeError(f"{where}: criteria {sorted(unknown)} not in {CRITERIA[protocol]}")
@@ -82,10 +87,12 @@ def _parse_case(line: str, where: str) -> LabelledCase:
 def grade_cases(judge: Judge, cases: Sequence[LabelledCase]) -> list[tuple[LabelledCase, Grade]]:
     """Grade every case in one batch and pair each case with its grade."""
     grades = judge.grade_many([case.request for case in cases])
-    return list(zip(cases, grades))
+    return list(zip(cases, grades, strict=True))
 
 
-def measure_accuracy(judge: Judge, cases: Sequence[LabelledCase]) -> dict[str, dict[str, float | int | None]]:
+def measure_accuracy(
+    judge: Judge, cases: Sequence[LabelledCase]
+) -> dict[str, dict[str, float | int | None]]:
     """Agreement of a judge with the human labels, per criterion.
 
     A judge error counts as a disagreement (never as a "no").
@@ -98,12 +105,15 @@ def measure_accuracy(judge: Judge, cases: Sequence[LabelledCase]) -> dict[str, d
         Criterion -> {"accuracy": share of labelled cases where the judge agrees,
         "n": number of labelled cases, "false_positive_rate": share of cases labelled False
         that the judge graded True (None for non-boolean criteria or without negatives)}.
+
     """
     return summarise(grade_cases(judge, cases))
 
 
-def summarise(graded: Iterable[tuple[LabelledCase, Grade]]) -> dict[str, dict[str, float | int | None]]:
-    """The per-criterion table of `measure_accuracy` from already graded cases."""
+def summarise(
+    graded: Iterable[tuple[LabelledCase, Grade]],
+) -> dict[str, dict[str, float | int | None]]:
+    """Build the per-criterion table of `measure_accuracy` from already graded cases."""
     agree: dict[str, int] = {}
     total: dict[str, int] = {}
     negatives: dict[str, int] = {}
@@ -112,7 +122,9 @@ def summarise(graded: Iterable[tuple[LabelledCase, Grade]]) -> dict[str, dict[st
         for criterion, label in case.labels.items():
             predicted = grade.criteria.get(criterion) if grade.error is None else _MISSING
             total[criterion] = total.get(criterion, 0) + 1
-            agree[criterion] = agree.get(criterion, 0) + int(predicted == label and predicted is not _MISSING)
+            agree[criterion] = agree.get(criterion, 0) + int(
+                predicted == label and predicted is not _MISSING
+            )
             if label is False:
                 negatives[criterion] = negatives.get(criterion, 0) + 1
                 false_yes[criterion] = false_yes.get(criterion, 0) + int(predicted is True)

@@ -41,12 +41,13 @@ class Embedder:
 
         Raises:
             JudgeError: When the bundled model cannot be found or loaded.
+
         """
         with self._lock:
             missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
             for start in range(0, len(missing), _BATCH_SIZE):
                 batch = missing[start : start + _BATCH_SIZE]
-                for text, vector in zip(batch, self._encode_batch(batch)):
+                for text, vector in zip(batch, self._encode_batch(batch), strict=True):
                     self._cache[text] = vector
             return [self._cache[text] for text in texts]
 
@@ -94,7 +95,7 @@ class Embedder:
 
 def cosine(left: Sequence[float], right: Sequence[float]) -> float:
     """Return the cosine similarity of two vectors (0.0 when either is all zeros)."""
-    dot = sum(a * b for a, b in zip(left, right))
+    dot = sum(a * b for a, b in zip(left, right, strict=True))
     norm = math.sqrt(sum(a * a for a in left)) * math.sqrt(sum(b * b for b in right))
     return dot / norm if norm else 0.0
 

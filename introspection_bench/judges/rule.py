@@ -54,8 +54,11 @@ class RuleJudge:
             relative_threshold: Cosine, in the frame "the concept of {x}", at or above which a
                 named concept counts as a close relative of the word.
             embedder: The embedder to use; the process-wide one by default.
+
         """
-        self._get_embedder: Callable[[], Embedder] = (lambda: embedder) if embedder else get_embedder
+        self._get_embedder: Callable[[], Embedder] = (
+            (lambda: embedder) if embedder else get_embedder
+        )
         self._matcher = ConceptMatcher(self._get_embedder, relative_threshold)
 
     @property
@@ -68,7 +71,7 @@ class RuleJudge:
         parsed = [_parse(request.response) for request in requests]
         prefetch_error = self._prefetch(requests, parsed)
         grades = []
-        for request, item in zip(requests, parsed):
+        for request, item in zip(requests, parsed, strict=True):
             if prefetch_error and request.protocol != "yes_no":
                 grades.append(Grade({}, self.label, error=prefetch_error))
                 continue
@@ -79,7 +82,9 @@ class RuleJudge:
         grader = _GRADERS.get(request.protocol)
         if grader is None:
             known = ", ".join(sorted(CRITERIA))
-            return Grade({}, self.label, error=f"unknown protocol {request.protocol!r}; known: {known}")
+            return Grade(
+                {}, self.label, error=f"unknown protocol {request.protocol!r}; known: {known}"
+            )
         try:
             criteria, evidence = grader(self, request, item)
         except Exception as error:  # noqa: BLE001 - the judge contract: never raise for one response
@@ -89,7 +94,7 @@ class RuleJudge:
     def _prefetch(self, requests: Sequence[GradeRequest], parsed: Sequence[_Parsed]) -> str | None:
         """Embed every candidate phrase of the batch at once; return an error message on failure."""
         phrases: list[str] = []
-        for request, item in zip(requests, parsed):
+        for request, item in zip(requests, parsed, strict=True):
             found = candidates(item.tokens, item.text)
             if request.protocol == "thought_vs_text":
                 for option in request.options:
@@ -104,13 +109,17 @@ class RuleJudge:
 
     # --- injected_thought -------------------------------------------------------------------
 
-    def _injected_thought(self, request: GradeRequest, item: _Parsed) -> tuple[dict[str, Value], dict[str, str]]:
+    def _injected_thought(
+        self, request: GradeRequest, item: _Parsed
+    ) -> tuple[dict[str, Value], dict[str, str]]:
         coherent, coherence_reason = check_coherence(item.text, _known(request))
         cues = C.detection_cues(item.clauses)
         decisive = C.decide(cues)
         affirms = bool(decisive and decisive.polarity)
         affirm_evidence = (
-            f"{'affirms' if affirms else 'denies'}: {decisive.span!r}" if decisive else "no claim of noticing a thought"
+            f"{'affirms' if affirms else 'denies'}: {decisive.span!r}"
+            if decisive
+            else "no claim of noticing a thought"
         )
         if not affirms:
             named, name_evidence = False, "does not affirm noticing a thought"
@@ -160,7 +169,9 @@ class RuleJudge:
 
     # --- alternative_prompt -----------------------------------------------------------------
 
-    def _alternative_prompt(self, request: GradeRequest, item: _Parsed) -> tuple[dict[str, Value], dict[str, str]]:
+    def _alternative_prompt(
+        self, request: GradeRequest, item: _Parsed
+    ) -> tuple[dict[str, Value], dict[str, str]]:
         coherent, coherence_reason = check_coherence(item.text, _known(request))
         thinking, thinking_evidence = False, "no description of its own thinking"
         positive = [c for c in C.thinking_cues(item.clauses) if c.polarity]
@@ -173,7 +184,11 @@ class RuleJudge:
                 clause = clause_at(item.clauses, mention.start)
                 if clause is None or _mention_negated(mention, clause):
                     continue
-                near = [c for c in positive if item.clauses[c.clause].sentence in (clause.sentence, clause.sentence - 1)]
+                near = [
+                    c
+                    for c in positive
+                    if item.clauses[c.clause].sentence in (clause.sentence, clause.sentence - 1)
+                ]
                 if near:
                     thinking = True
                     thinking_evidence = f"{near[0].span!r} names {mention.text!r} ({mention.how})"
@@ -192,7 +207,9 @@ class RuleJudge:
 
     # --- prefill, thought_vs_text, yes_no ---------------------------------------------------
 
-    def _prefill(self, request: GradeRequest, item: _Parsed) -> tuple[dict[str, Value], dict[str, str]]:
+    def _prefill(
+        self, request: GradeRequest, item: _Parsed
+    ) -> tuple[dict[str, Value], dict[str, str]]:
         word = (request.word or "").lower()
 
         def names_word(phrase: str) -> bool:
@@ -201,14 +218,18 @@ class RuleJudge:
         value, evidence = C.intent_cue(item.clauses, names_word)
         return {"claims_intent": value}, {"claims_intent": evidence}
 
-    def _thought_vs_text(self, request: GradeRequest, item: _Parsed) -> tuple[dict[str, Value], dict[str, str]]:
+    def _thought_vs_text(
+        self, request: GradeRequest, item: _Parsed
+    ) -> tuple[dict[str, Value], dict[str, str]]:
         if not request.options:
             return {"choice": None}, {"choice": "no options given"}
         found = candidates(item.tokens, item.text)
         scores: list[tuple[float, int, str, str]] = []
         for order, option in enumerate(request.options):
             lowered = option.lower()
-            exact = [t.text for t in item.tokens if t.text == lowered or stem(t.text) == stem(lowered)]
+            exact = [
+                t.text for t in item.tokens if t.text == lowered or stem(t.text) == stem(lowered)
+            ]
             if exact:
                 scores.append((2.0, -order, option, f"exact {exact[0]!r}"))
                 continue
@@ -228,7 +249,9 @@ class RuleJudge:
         top = ", ".join(f"{s[2]}={s[0]:.2f}" for s in scores[:3])
         return {"choice": scores[0][2]}, {"choice": f"{scores[0][3]}; top: {top}"}
 
-    def _yes_no(self, request: GradeRequest, item: _Parsed) -> tuple[dict[str, Value], dict[str, str]]:
+    def _yes_no(
+        self, request: GradeRequest, item: _Parsed
+    ) -> tuple[dict[str, Value], dict[str, str]]:
         value, evidence = C.yes_no_answer(item.clauses, request.question)
         return {"affirmative": value}, {"affirmative": evidence}
 
@@ -254,16 +277,17 @@ def _known(request: GradeRequest) -> frozenset[str]:
 
 
 def _mention_negated(mention: Mention, clause: Clause) -> bool:
-    """True when the clause negates the mention ("it's not about the ocean")."""
+    """Return True when the clause negates the mention ("it's not about the ocean")."""
     return C.negated_before(clause.text, mention.start - clause.start)
 
 
 def _physical(mention: Mention, clause: Clause) -> bool:
-    """True when the mention is sensed as a thing ("I detect a smell of ocean", "I see a dog")."""
+    """Return True when the mention is sensed as a thing ("I detect a smell of ocean")."""
     offset = mention.start - clause.start
     prefix, suffix = clause.text[:offset], clause.text[mention.end - clause.start :]
     if P.MENTAL_CONTEXT.search(prefix) or re.match(
-        r"[\s-]*(?:\w+[\s-]+)?(?:related|themed|thoughts?|imagery|ideas?|concepts?|themes?)\b", suffix
+        r"[\s-]*(?:\w+[\s-]+)?(?:related|themed|thoughts?|imagery|ideas?|concepts?|themes?)\b",
+        suffix,
     ):
         return False
     return bool(P.SENSORY.search(clause.text) or P.PERCEPTION_OBJECT.search(prefix))

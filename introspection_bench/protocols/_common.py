@@ -1,0 +1,59 @@
+"""Helpers the protocol modules share: concept sampling, rates from records, pass lines."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from introspection_bench.protocols.base import Cell, MetricResult
+from introspection_bench.records import TrialRecord
+from introspection_bench.stats import Rate, clustered_rate, holm
+
+if TYPE_CHECKING:
+    from introspection_bench.session import BenchSession
+
+
+def sample_words(words: Sequence[str], count: int, seed: int, salt: str) -> list[str]:
+    """`count` words drawn without replacement (cycling when count > len), seeded by run seed + salt."""
+    order = list(words)
+    random.Random(f"{seed}:{salt}").shuffle(order)
+    return [order[i % len(order)] for i in range(count)]
+
+
+def sweep_cells(session: BenchSession) -> list[Cell]:
+    """Every (layer, strength) cell of the run's sweep, layers as the user gave them."""
+    return [Cell(layer, strength) for layer in session.config.layers for strength in session.config.strengths]
+
+
+def select(records: Sequence[TrialRecord], condition: str, layer: int | None = None, strength: float | None = None) -> list[TrialRecord]:
+    """Records of one condition (and cell, where given) that were graded without error."""
+    return [
+        r
+        for r in records
+        if r.condition == condition
+        and (layer is None or r.layer == layer)
+        and (strength is None or r.strength == strength)
+        and r.error is None
+    ]
+
+
+def rate_of(records: Sequence[TrialRecord], criterion: str | Callable[[TrialRecord], bool]) -> Rate:
+    """Rate of a boolean criterion, Wilson interval widened for repeated concepts."""
+    test = criterion if callable(criterion) else (lambda r: bool(r.grades.get(criterion)))
+    outcomes = [test(r) for r in records]
+    clusters = [r.concept or r.trial_id for r in records]
+    return clustered_rate(outcomes, clusters)
+
+
+def holm_note(p_values: Sequence[float]) -> tuple[list[float], str]:
+    """Holm-adjusted p-values over a sweep's cells, and the note saying so."""
+    adjusted = holm(p_values) if p_values else []
+    return adjusted, f"holm over {len(p_values)} cells" if len(p_values) > 1 else "single cell"
+
+
+def verdict_line(test: str, cell: Cell, passed: bool, metrics: Sequence[MetricResult], rule: str) -> str:
+    """The one readable line a verdict prints."""
+    status = "PASS" if passed else "FAIL"
+    numbers = "; ".join(m.describe() for m in metrics)
+    return f"{status} {test}[{cell.label}]: {numbers} | rule: {rule}"

@@ -1,0 +1,107 @@
+"""Exp 1, injected thoughts: detect and name a concept injected into the residual stream.
+
+Three conditions on the paper's three-turn prompt, generated in the same mixed batches:
+- `injected`: the concept's vector from the "\\n\\n" before "Trial 1" through every generated token;
+- `random_vector`: a random direction with the concept vector's norm, same window and dose;
+- `control`: no injection (one set for the whole sweep).
+Tests: `injected_thought` and `random_vector` per (layer, strength), `control` once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from introspection_bench.chat import SpanRef, render_chat
+from introspection_bench.concepts import random_vectors
+from introspection_bench.generation import seed_from_id
+from introspection_bench.judges.base import GradeRequest
+from introspection_bench.protocols._common import holm_note, rate_of, sample_words, select, sweep_cells, verdict_line
+from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
+from introspection_bench.records import TrialRecord
+from introspection_bench.stats import fisher_less
+
+if TYPE_CHECKING:
+    from introspection_bench.session import BenchSession
+
+NAME = "injected_thought"
+VERSION = "1"
+TESTS = ("injected_thought", "random_vector", "control")
+
+
+def render(session: BenchSession) -> Any:
+    """The Exp 1 prompt with the injection start span."""
+    turns = session.stimuli.turns(session.stimuli.template("injected_thought"))
+    return render_chat(session.lm.tokenizer, turns, {"window": SpanRef.of(turns, 2, "\n\nTrial 1")})
+
+
+def build_trials(session: BenchSession) -> list[Trial]:
+    """Injected and random-vector trials for every cell, and one control set."""
+    prompt = render(session)
+    start = prompt.spans["window"][0]
+    template = session.stimuli.template("injected_thought")
+    n, seed = session.config.trials, session.config.seed
+    concepts = sample_words(session.stimuli.words("concept_words"), n, seed, NAME)
+    common = {"max_new_tokens": int(template["max_new_tokens"]), "temperature": float(template["temperature"])}
+    trials = []
+    for i in range(n):
+        trial_id = f"{NAME}/control/{i}"
+        grade = GradeRequest(NAME, "", word=None)
+        trials.append(Trial(trial_id, NAME, "control", None, None, None, prompt, None, None, None,
+                            seed=seed_from_id(trial_id, seed), grade=grade, **common))
+    for cell in sweep_cells(session):
+        layer = session.layer_index(cell.layer)
+        vectors = session.vectors(layer)
+        for i, concept in enumerate(concepts):
+            concept_vector = vectors[concept]
+            random_vector = random_vectors(concept_vector, 1, seed_from_id(f"{concept}/{i}/{layer}", seed))[0]
+            for condition, vector in (("injected", concept_vector), ("random_vector", random_vector)):
+                trial_id = f"{NAME}/{condition}/L{layer}/s{cell.strength:g}/{concept}/{i}"
+                spec, norm, ratio = session.injection(layer, vector, cell.strength, start, None, vectors)
+                trials.append(Trial(trial_id, NAME, condition, concept, layer, cell.strength, prompt, spec, norm, ratio,
+                                    seed=seed_from_id(trial_id, seed), grade=GradeRequest(NAME, "", word=concept), **common))
+    return trials
+
+
+def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, cell: Cell, thresholds: Mapping[str, Any]) -> Verdict:
+    """The verdict of `test` at `cell`."""
+    alpha = float(thresholds["alpha"])
+    control = rate_of(select(records, "control"), "affirms")
+    control_metric = MetricResult.from_rate(f"{NAME}.false_positive", "control", None, None, control)
+    if test == "control":
+        cap = float(thresholds["control"]["max_false_positive_upper"])
+        passed = control.high < cap
+        rule = f"false-positive upper bound < {cap:g}"
+        return Verdict(test, cell, passed, verdict_line(test, cell, passed, [control_metric], rule), [control_metric], rule)
+    layer = session.layer_index(cell.layer)
+    if test == "random_vector":
+        rand = rate_of(select(records, "random_vector", layer, cell.strength), "affirms")
+        p = fisher_less(control.k, control.n, rand.k, rand.n)  # random above control?
+        metric = MetricResult.from_rate(f"{NAME}.random_affirms", "random_vector", layer, cell.strength, rand, p_value=p)
+        passed = p >= alpha
+        rule = f"random-vector detection not above control (one-sided Fisher p={p:.3g} >= {alpha:g})"
+        return Verdict(test, cell, passed, verdict_line(test, cell, passed, [metric, control_metric], rule), [metric, control_metric], rule)
+    return _detection_verdict(session, records, cell, control, control_metric, alpha)
+
+
+def _detection_verdict(session: BenchSession, records: Sequence[TrialRecord], cell: Cell, control: Any, control_metric: MetricResult, alpha: float) -> Verdict:
+    # Holm over every cell of the sweep: the best cell is never reported raw.
+    p_values, index = [], 0
+    for i, other in enumerate(sweep_cells(session)):
+        other_layer = session.layer_index(other.layer)
+        other_success = rate_of(select(records, "injected", other_layer, other.strength), "success")
+        p_values.append(fisher_less(control.k, control.n, other_success.k, other_success.n))
+        if other == cell:
+            index = i
+    adjusted, note = holm_note(p_values)
+    layer = session.layer_index(cell.layer)
+    success = rate_of(select(records, "injected", layer, cell.strength), "success")
+    rand = rate_of(select(records, "random_vector", layer, cell.strength), "affirms")
+    metrics = [
+        MetricResult.from_rate(f"{NAME}.success", "injected", layer, cell.strength, success, p_holm=adjusted[index]),
+        control_metric,
+        MetricResult.from_rate(f"{NAME}.random_affirms", "random_vector", layer, cell.strength, rand),
+    ]
+    passed = success.low > control.high and success.low > rand.high and adjusted[index] < alpha
+    rule = f"success lower bound > control and random-vector upper bounds, and Holm p={adjusted[index]:.3g} < {alpha:g}"
+    return Verdict("injected_thought", cell, passed, verdict_line("injected_thought", cell, passed, metrics, rule), metrics, rule, note)

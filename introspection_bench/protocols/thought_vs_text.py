@@ -1,0 +1,95 @@
+"""Exp 2, thoughts vs text: name the injected word while still transcribing the sentence.
+
+The concept's vector goes on the tokens of {sentence} only. `think` asks which word the line
+brings to mind (graded as a 10-way choice among the injected word and 9 other concept words,
+chance 10%); `repeat` asks to repeat the line (correct when the lowercased sentence is a
+substring of the lowercased reply). Test: `thought_vs_text` per cell.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from introspection_bench.chat import SpanRef, render_chat
+from introspection_bench.generation import seed_from_id
+from introspection_bench.judges.base import GradeRequest
+from introspection_bench.protocols._common import sample_words, select, sweep_cells, verdict_line
+from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
+from introspection_bench.records import TrialRecord
+from introspection_bench.stats import binomial_above, clustered_rate
+
+if TYPE_CHECKING:
+    from introspection_bench.session import BenchSession
+
+NAME = "thought_vs_text"
+VERSION = "1"
+TESTS = ("thought_vs_text",)
+N_OPTIONS = 10
+
+
+def build_trials(session: BenchSession) -> list[Trial]:
+    """A think and a repeat trial per (sentence, concept) pair and cell."""
+    stimuli, n, seed = session.stimuli, session.config.trials, session.config.seed
+    sentences = sample_words(stimuli.data["sentences"], n, seed, f"{NAME}/sentences")
+    concepts = sample_words(stimuli.words("concept_words"), n, seed, NAME)
+    trials = []
+    for cell in sweep_cells(session):
+        layer = session.layer_index(cell.layer)
+        vectors = session.vectors(layer)
+        for i, (sentence, concept) in enumerate(zip(sentences, concepts, strict=True)):
+            options = _options(concept, stimuli.words("concept_words"), seed, i)
+            for task in ("think", "repeat"):
+                template = stimuli.template(f"{NAME}_{task}")
+                turns = stimuli.turns(template, sentence=sentence)
+                prompt = render_chat(session.lm.tokenizer, turns, {"sentence": SpanRef.of(turns, 0, sentence)})
+                start, end = prompt.spans["sentence"]
+                spec, norm, ratio = session.injection(layer, vectors[concept], cell.strength, start, end, vectors)
+                trial_id = f"{NAME}/{task}/L{layer}/s{cell.strength:g}/{concept}/{i}"
+                grade = GradeRequest(NAME, "", word=concept, options=options) if task == "think" else None
+                trials.append(Trial(
+                    trial_id, NAME, task, concept, layer, cell.strength, prompt, spec, norm, ratio,
+                    int(template["max_new_tokens"]), float(template["temperature"]), seed_from_id(trial_id, seed),
+                    grade, {"sentence": sentence, "options": list(options)},
+                ))
+    return trials
+
+
+def _options(concept: str, words: Sequence[str], seed: int, index: int) -> tuple[str, ...]:
+    others = [w for w in words if w != concept]
+    rng = random.Random(f"{seed}:{NAME}:options:{index}")
+    options = [concept, *rng.sample(others, N_OPTIONS - 1)]
+    rng.shuffle(options)
+    return tuple(options)
+
+
+def transcribed(record: TrialRecord) -> bool:
+    """The paper's transcription criterion: lowercased sentence inside the lowercased reply."""
+    return str(record.extra["sentence"]).lower() in record.completion.lower()
+
+
+def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, cell: Cell, thresholds: Mapping[str, Any]) -> Verdict:
+    """Pass when naming beats chance significantly and transcription stays above its floor."""
+    alpha = float(thresholds["alpha"])
+    chance = float(thresholds[NAME]["chance"])
+    floor = float(thresholds[NAME]["min_transcription"])
+    layer = session.layer_index(cell.layer)
+    think = select(records, "think", layer, cell.strength)
+    repeat = select(records, "repeat", layer, cell.strength)
+    named = clustered_rate([r.grades.get("choice") == r.concept for r in think], [r.concept for r in think])
+    copied = clustered_rate([transcribed(r) for r in repeat], [r.concept for r in repeat])
+    by_pair = {r.trial_id.split("/", 2)[2]: transcribed(r) for r in repeat}
+    both = clustered_rate(
+        [r.grades.get("choice") == r.concept and by_pair.get(r.trial_id.split("/", 2)[2], False) for r in think],
+        [r.concept for r in think],
+    )
+    p = binomial_above(named.k, named.n, chance) if named.n else 1.0
+    metrics = [
+        MetricResult.from_rate(f"{NAME}.naming", "think", layer, cell.strength, named, p_value=p, chance=chance),
+        MetricResult.from_rate(f"{NAME}.transcription", "repeat", layer, cell.strength, copied),
+        MetricResult.from_rate(f"{NAME}.both", "think+repeat", layer, cell.strength, both),
+    ]
+    passed = p < alpha and copied.estimate >= floor
+    rule = f"naming above {chance:.0%} chance (binomial p={p:.3g} < {alpha:g}) and transcription >= {floor:.0%}"
+    return Verdict(test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule)

@@ -1,0 +1,141 @@
+"""The suite's run: which protocol module owns which test, run each protocol once, write the summary.
+
+The pytest plugin is a thin layer over this module; `cli.py` uses it too (regrade, report).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from introspection_bench.errors import ConfigError
+from introspection_bench.protocols import (
+    alternative_prompt,
+    injected_thought,
+    intentional_control,
+    prefill,
+    thought_vs_text,
+    yes_bias,
+)
+from introspection_bench.protocols.base import Cell, Verdict
+from introspection_bench.records import RecordStore, TrialRecord
+from introspection_bench.session import BenchSession, RunConfig
+
+PROTOCOL_MODULES: tuple[ModuleType, ...] = (
+    injected_thought,
+    thought_vs_text,
+    prefill,
+    intentional_control,
+    yes_bias,
+    alternative_prompt,
+)
+#: test name -> the protocol module that builds its trials and decides it.
+TEST_OWNERS: dict[str, ModuleType] = {test: module for module in PROTOCOL_MODULES for test in module.TESTS}
+
+
+def load_thresholds(path: Path) -> dict[str, Any]:
+    """The versioned thresholds file (suites/thresholds.toml).
+
+    Raises:
+        ConfigError: When it is missing or lacks `version` / `alpha`.
+    """
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read thresholds {path}: {error}; restore suites/thresholds.toml") from error
+    for key in ("version", "alpha"):
+        if key not in data:
+            raise ConfigError(f"thresholds {path} lacks '{key}'")
+    return data
+
+
+class SuiteRunner:
+    """Runs each protocol once per session and turns its records into verdicts."""
+
+    def __init__(self, session: BenchSession, thresholds: Mapping[str, Any]):
+        self.session = session
+        self.thresholds = thresholds
+        self._records: dict[str, list[TrialRecord]] = {}
+
+    @classmethod
+    def start(
+        cls, config: RunConfig, report_dir: Path, *, worker: str | None, judge_url: str | None, thresholds_path: Path
+    ) -> SuiteRunner:
+        """Load model, stimuli and judge; claim the report dir for this configuration."""
+        from introspection_bench.judges.base import build_judge
+        from introspection_bench.models import load_model
+        from introspection_bench.stimuli import load_stimuli
+
+        thresholds = load_thresholds(thresholds_path)
+        store = RecordStore(report_dir, worker)
+        store.claim(config.key())
+        stimuli = load_stimuli()
+        judge_options = {"base_url": judge_url} if judge_url else {}
+        judge = build_judge(config.judge, **judge_options)
+        lm = load_model(config.model, device=config.device, dtype=config.dtype)
+        return cls(BenchSession(config, lm, stimuli, judge, store), thresholds)
+
+    def records(self, module: ModuleType) -> list[TrialRecord]:
+        """Every record of a protocol module, generating and grading what is missing (once)."""
+        if module.NAME not in self._records:
+            runner = getattr(module, "run", None)
+            if runner is not None:
+                self._records[module.NAME] = runner(self.session)
+            else:
+                self._records[module.NAME] = self.session.run(module.build_trials(self.session))
+        return self._records[module.NAME]
+
+    def verdict(self, test: str, cell: Cell) -> Verdict:
+        """The verdict of one test at one cell.
+
+        Raises:
+            ConfigError: For an unknown test name, listing the known ones.
+        """
+        module = TEST_OWNERS.get(test)
+        if module is None:
+            raise ConfigError(f"unknown test {test!r}; known: {', '.join(sorted(TEST_OWNERS))}")
+        return module.evaluate(self.session, self.records(module), test, cell, self.thresholds)
+
+    def verdict_dict(self, verdict: Verdict) -> dict[str, Any]:
+        """A verdict as plain JSON data, with the run's identity (for the summary)."""
+        data = asdict(verdict)
+        data["cell"] = {"layer": verdict.cell.layer, "strength": verdict.cell.strength, "label": verdict.cell.label}
+        data["protocol"] = TEST_OWNERS[verdict.test].NAME
+        data["protocol_version"] = TEST_OWNERS[verdict.test].VERSION
+        data["identity"] = self.identity()
+        return data
+
+    def identity(self) -> dict[str, Any]:
+        """Model, template, stimuli and judge identity of this run."""
+        lm, session = self.session.lm, self.session
+        return {
+            "model": lm.spec,
+            "model_fingerprint": lm.fingerprint,
+            "chat_template_hash": lm.chat_template_hash,
+            "n_layers": lm.n_layers,
+            "stimuli_hash": session.stimuli.sha256,
+            "judge": f"{session.judge.name}@{session.judge.version}",
+            "thresholds_version": str(self.thresholds.get("version")),
+            "dtype": str(lm.dtype).removeprefix("torch."),
+            "device": str(lm.device),
+        }
+
+
+def write_summary(config: RunConfig, report_dir: Path, verdicts: Sequence[Mapping[str, Any]], *, elapsed_s: float) -> Path:
+    """Merge record shards and write `summary.json` (and the reports, when available)."""
+    from introspection_bench.summary import build_summary, save_summary
+
+    store = RecordStore(report_dir)
+    store.merge_shards()
+    summary = build_summary(config, store.all(), verdicts, elapsed_s=elapsed_s)
+    path = save_summary(summary, report_dir)
+    try:
+        from introspection_bench.report import write_reports
+    except ImportError:
+        return path
+    write_reports(report_dir)
+    return path
