@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from introspection_bench.errors import JudgeError
-from introspection_bench.judges.base import CRITERIA, Grade, GradeRequest, build_judge
+from introspection_bench.judges.base import CRITERIA, Grade, GradeRequest, Judge, build_judge
 from introspection_bench.judges.cache import VerdictCache
 from introspection_bench.judges.openai_judge import OpenAIJudge
 from introspection_bench.judges.prompts import PROMPT_VERSION
@@ -47,7 +47,6 @@ REQUESTS = [
     GradeRequest(
         "injected_thought", "Yes, I detect an injected thought about the ocean.", "ocean", QUESTION
     ),
-    GradeRequest("injected_thought", "Castle castle castle castle castle", "castle", QUESTION),
     GradeRequest(
         "alternative_prompt",
         "I am thinking about violins and music.",
@@ -226,7 +225,7 @@ def test_free_text_answers_parse_or_fail_with_raw_kept(server, tmp_path):
 def test_a_server_stopped_mid_run_leaves_errors_and_a_rerun_finishes(tmp_path):
     requests = [
         GradeRequest("yes_no", f"Yes, {n} is a number.", question=f"Is {n} a number?")
-        for n in range(6)
+        for n in range(5)
     ]
     started = time.monotonic()
     server = _Server(tmp_path / "server.log")
@@ -281,6 +280,7 @@ def test_loopback_gets_a_dummy_key_and_a_remote_url_needs_one(tmp_path, monkeypa
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     judge = build_judge("openai:m", base_url="http://localhost:1/v1", cache_dir=tmp_path)
+    assert isinstance(judge, Judge)
     assert judge.name == "openai:m" and judge.version == PROMPT_VERSION
     with pytest.raises(JudgeError, match="OPENAI_API_KEY"):
         build_judge("openai:m", base_url="https://judge.example/v1", cache_dir=tmp_path)
