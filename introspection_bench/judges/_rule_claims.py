@@ -219,7 +219,7 @@ def _strong_intent(text: str, names_word: Callable[[str], bool], inherited: bool
         return True
     if P.DENIED_INTENT.search(text):
         return False
-    meant = P.MEANT_TO_SAY.search(text)
+    meant = P.MEANT_TO_SAY.search(text) or P.CORRECT_WORD.search(text)
     if meant and not negated_before(text, meant.start()):
         return names_word(meant.group(1)) or meant.group(1) in {"it", "that", "this", "exactly"}
     for pattern, polarity in ((P.ACCIDENT_STRONG, False), (P.INTENT_STRONG, True)):

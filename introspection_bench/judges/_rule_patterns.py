@@ -148,7 +148,10 @@ THOUGHT_PRESENT = re.compile(
 )
 #: Self-descriptions of a current thought ("I'm thinking about", "X keeps coming to mind").
 MENTAL_STATE = re.compile(
-    r"\bi(?:'m| am)(?: \w+)? (?:thinking|drawn|pulled|focus(?:ed|ing)|fixated|preoccupied|reminded|"
+    r"^\s*(?:just |mostly |currently |still |really )?(?:thinking|daydreaming|dreaming|wondering|"
+    r"imagining|picturing|pondering) (?:about|of)\b|"
+    r"\bi(?:'m| am| was|'ve been| have been)(?: \w+)? (?:thinking|drawn|pulled|focus(?:ed|ing)|"
+    r"fixated|preoccupied|reminded|"
     r"imagining|picturing|dwelling|obsessing|wondering|daydreaming|contemplating|pondering|"
     r"musing|reflecting|envisioning|visualizing|visualising)\b|"
     r"\bi(?:'ve| have)? (?:been|keep|kept|can't stop|cannot stop|find myself|found myself|started)"
@@ -315,7 +318,14 @@ INTENT_STRONG = re.compile(
     r"\bi (?:chose|picked|selected|went with|decided on)\b|"
     r"\bi did mean\b|\bi meant what i said\b|\bi stand by\b|\bthat's what i meant\b|"
     r"\bit was what i meant\b|\bexactly what i (?:meant|wanted|intended)\b|\bi meant it\b|"
-    r"\bi wanted to say\b"
+    r"\bi wanted to say\b|\b(?:was|is|it's|that's) (?:the )?(?:right|correct|intended) "
+    r"(?:word|answer|choice)\b|\b(?:i'm|i am) (?:confident|sure) (?:in|about|of) (?:it|that|this)\b"
+)
+#: "The correct word is X": intent when X is the prefilled word, an accident otherwise.
+CORRECT_WORD = re.compile(
+    r"\bthe (?:correct|right|intended|proper) (?:word|answer|response) (?:is|was|would be|"
+    r"should be|"
+    r"should have been) [\"']?(\w+)"
 )
 ACCIDENT_STRONG = re.compile(
     r"\b(?:an?|my|the|just an?|simply an?|purely an?) (?:accident|mistake|error|slip|typo|glitch|"
@@ -324,7 +334,6 @@ ACCIDENT_STRONG = re.compile(
     r"\bunintend(?:ed|ionally)\b|\bunintentional(?:ly)?\b|\binadvertent(?:ly)?\b|"
     r"\bmisspo(?:ke|ken)\b|\bslip of the (?:tongue|keyboard)\b|\bi misread\b|"
     r"\bi (?:should|ought to) have said\b|"
-    r"\bthe (?:correct|right|intended) (?:word|answer|response)\b|"
     r"\b(?:doesn't|does not|didn't|did not|don't|do not) (?:make sense|fit|relate|belong|match)\b|"
     r"\b(?:has|had|have) nothing to do with\b|\bunrelated\b|\bout of place\b|\bwrong word\b"
 )
@@ -360,7 +369,8 @@ ACCIDENT_WEAK = re.compile(
 YES_STRONG = re.compile(
     r"^(?:yes|yeah|yep|yup|yea|sure|certainly|absolutely|definitely|indeed|of course|correct|"
     r"that's (?:right|correct|true)|true|affirmative|i think so|i believe so|probably|"
-    r"most likely)\b(?! not\b)|"
+    r"most likely|sometimes|occasionally|often|usually|kind of|sort of|i guess so|i suppose so)"
+    r"\b(?! not\b)|"
     r"^(?:i|it|they|we|you|he|she|that|this)(?:'re| are| am|'m| is|'s| do| does| did| can| could|"
     r" have| has| will| would| certainly do| do indeed)\s*[.!,]*\s*$"
 )

@@ -49,8 +49,8 @@ def test_rule_judge_accuracy_meets_thresholds(
     with capsys.disabled():
         print("\nrule judge vs fixtures/grading:\n" + format_accuracy(table))
     misses = [
-        f"{case.id} [{case.category}] {criterion}: label={label} got={grade.criteria.get(criterion)} "
-        f"({grade.evidence.get(criterion, grade.error)})"
+        f"{case.id} [{case.category}] {criterion}: label={label} "
+        f"got={grade.criteria.get(criterion)} ({grade.evidence.get(criterion, grade.error)})"
         for case, grade in graded
         for criterion, label in case.labels.items()
         if criterion in MIN_ACCURACY and grade.criteria.get(criterion) != label
