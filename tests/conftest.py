@@ -94,6 +94,15 @@ def build_tiny(model_type: str, tokenizer: Any, *, seed: int = 0, n_layers: int 
     return wrap_model(model, tokenizer, spec=f"tiny:{model_type}")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per process: the tests share two cores (and xdist runs two workers).
+
+    With more threads than free cores, OpenMP workers wait on each other and a tiny model's
+    forward runs 5-10x slower.
+    """
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The default model's safetensors conversion cache (converted once if missing)."""
