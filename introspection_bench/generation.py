@@ -107,9 +107,18 @@ class Decoder:
         batch_size: Rows in flight; None picks one from free memory (32 on the CPU).
         share_prefix: Encode the common prompt prefix of a group once.
         refill: Merge waiting trials into the running batch as rows finish.
+        stop_at_eos: Stop a row at EOS (off only for fixed-length benchmarks).
     """
 
-    def __init__(self, lm: LoadedModel, batch_size: int | None = None, *, share_prefix: bool = True, refill: bool = True):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        batch_size: int | None = None,
+        *,
+        share_prefix: bool = True,
+        refill: bool = True,
+        stop_at_eos: bool = True,
+    ):
         self.lm = lm
         self.batch_size = batch_size or auto_batch_size(lm)
         self.share_prefix = share_prefix
@@ -117,7 +126,9 @@ class Decoder:
         eos = {lm.tokenizer.eos_token_id}
         configured = getattr(lm.model.generation_config, "eos_token_id", None)
         eos.update(configured if isinstance(configured, list) else [configured])
-        self.stop_ids = torch.tensor(sorted(i for i in eos if i is not None), device=lm.device)
+        # Benchmarks decode a fixed length: no stop tokens then.
+        stops = sorted(i for i in eos if i is not None) if stop_at_eos else []
+        self.stop_ids = torch.tensor(stops, dtype=torch.long, device=lm.device)
         self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def generate(
