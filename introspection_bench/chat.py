@@ -124,7 +124,8 @@ def _render_text(
         text = tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=add_generation_prompt
         )
-        return text, _locate_contents(text, turns), "chat"
+        starts = _marked_starts(tokenizer, turns, text, add_generation_prompt)
+        return text, starts if starts is not None else _locate_contents(text, turns), "chat"
     pieces, starts, cursor = [], [], 0
     for role, content in turns:
         prefix = RAW_ROLE_PREFIXES.get(role)
@@ -138,6 +139,29 @@ def _render_text(
     if add_generation_prompt:
         pieces.append(RAW_GENERATION_PROMPT)
     return "".join(pieces), starts, "raw"
+
+
+def _marked_starts(
+    tokenizer: Any, turns: Sequence[tuple[str, str]], text: str, add_generation_prompt: bool
+) -> list[int] | None:
+    # Searching for each content in the rendered text can land inside the template's own
+    # words (SmolLM2's default system prompt holds "You", "AI", "assistant"). Render once
+    # more with a unique marker per turn and read the starts off the markers instead.
+    markers = [f"\ue000{index}\ue001" for index in range(len(turns))]
+    messages = [{"role": role, "content": marker} for (role, _), marker in zip(turns, markers)]
+    marked = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    starts, pieces, cursor, shift = [], [], 0, 0
+    for marker, (_, content) in zip(markers, turns):
+        found = marked.find(marker, cursor)
+        if found < 0:
+            return None
+        pieces += [marked[cursor:found], content]
+        starts.append(found + shift)
+        shift += len(content) - len(marker)
+        cursor = found + len(marker)
+    pieces.append(marked[cursor:])
+    # Templates whose output depends on the content itself: fall back to searching.
+    return starts if "".join(pieces) == text else None
 
 
 def _locate_contents(text: str, turns: Sequence[tuple[str, str]]) -> list[int]:
