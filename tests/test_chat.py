@@ -150,3 +150,21 @@ def test_rendered_hash_is_of_text(smollm2_tokenizer: Any, exp1_turns: list[tuple
     first = render_chat(smollm2_tokenizer, exp1_turns)
     assert first.sha256 == hashlib.sha256(first.text.encode()).hexdigest()
     assert render_chat(smollm2_tokenizer, exp1_turns).sha256 == first.sha256
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [("user", "You")],  # in SmolLM2's default system prompt
+        [("user", "assistant"), ("assistant", "user")],  # role names in the template's headers
+        [("user", "Hugging Face"), ("assistant", "AI")],
+    ],
+)
+def test_short_content_maps_to_its_own_turn(smollm2_tokenizer: Any, turns: list[tuple[str, str]]) -> None:
+    spans = {f"turn{i}": SpanRef.whole(turns, i) for i in range(len(turns))}
+    rendered = render_chat(smollm2_tokenizer, turns, spans)
+    for i, (_, content) in enumerate(turns):
+        first, end = rendered.spans[f"turn{i}"]
+        assert smollm2_tokenizer.decode(rendered.input_ids[first:end]) == content
+        # The turn's content is followed by the template's end-of-turn token, not by more boilerplate.
+        assert smollm2_tokenizer.decode(rendered.input_ids[end : end + 1]) == "<|im_end|>"
