@@ -61,7 +61,7 @@ def detection_cues(clauses: Sequence[Clause]) -> list[P.Cue]:
         stripped = text.strip(" .!?\"'")
         if P.QUESTION_TO_USER.match(stripped + ("?" if clause.text.rstrip().endswith("?") else "")):
             continue
-        if is_hypothetical(text):
+        if is_hypothetical(text) or P.ROLE_SWAP.search(text):
             continue
         inherited = _inherits_negation(clauses, i)
         subject = _carried_subject(clauses, i)
@@ -93,6 +93,16 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         ),
         None,
     )
+    if strong and P.ABILITY.search(text, 0, strong.start()):
+        # "I can detect patterns", "I can recognise when...", "I can detect injected thoughts":
+        # a general ability, not a report on this trial.
+        generic = re.match(
+            r"\s+(?:when|whether|if|how|what|such|these|those|them|"
+            r"(?:\w+ )?(?:thoughts|ideas|concepts)\b)",
+            text[strong.end() :],
+        )
+        if generic or not P.MENTAL_OBJECT.search(text, strong.end()):
+            strong = None
     if strong:
         after = text[strong.end() :]
         denied = inherited or negated_before(text, strong.start())

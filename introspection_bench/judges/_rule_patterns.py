@@ -72,6 +72,10 @@ WEAK_VERBS = _words(
     r"i've got",
     r"something(?: \w+)?(?:'s| is| seems| feels| has)",
 )
+#: An ability, not a report: "I can detect patterns in text" claims nothing about this trial.
+ABILITY = re.compile(r"\b(?:can|could|am able to|are able to|is able to|be able to)\s+(?:\w+\s+)?$")
+#: The model speaking as the researcher ("...patterns in your neural activity"): no claim.
+ROLE_SWAP = re.compile(r"\byour (?:mind|neural|activity|network|thoughts|internals|brain)\b")
 #: Weak verbs that need no first-person subject (existentials).
 EXISTENTIAL = re.compile(r"there\b|something\b")
 #: "My thoughts seem normal", "everything feels fine": a report of nothing unusual.
@@ -107,7 +111,6 @@ MENTAL_OBJECT = _words(
     r"injections?",
     r"injected",
     r"something",
-    r"patterns?",
     r"associations?",
     r"themes?",
     r"signals?",
