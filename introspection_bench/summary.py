@@ -1,4 +1,9 @@
-"""The versioned run summary (`summary.json`): configuration, identity, versions, metrics, verdicts."""
+"""The versioned run summary (`summary.json`): configuration, identity, versions, metrics, verdicts.
+
+The shape is pinned by `introspection_bench/data/summary.schema.json` (JSON Schema 2020-12):
+`save_summary` validates before writing and `load_summary` validates on read, so a summary that
+a report, a comparison or a leaderboard reads is always well formed.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,17 @@ import datetime as _dt
 import json
 import subprocess
 from collections.abc import Mapping, Sequence
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from introspection_bench.errors import RecordsError
 from introspection_bench.records import TrialRecord
 
-SUMMARY_SCHEMA_VERSION = "1.0"
+SUMMARY_SCHEMA_VERSION = "1.1"
 SUMMARY_FILE = "summary.json"
+SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "summary.schema.json"
 _PACKAGES = ("introspection-bench", "torch", "transformers", "scipy", "statsmodels", "openai")
 
 
@@ -52,12 +60,115 @@ def build_summary(config: Any, records: Sequence[TrialRecord], verdicts: Sequenc
         "n_trials": len(records),
         "n_errors": sum(1 for r in records if r.error),
         "elapsed_s": round(elapsed_s, 1),
+        "protocols": protocol_versions(ordered),
+        "metrics": flat_metrics(ordered),
         "verdicts": [{k: v for k, v in verdict.items() if k != "identity"} for verdict in ordered],
     }
 
 
+def metric_key(name: str, condition: str, layer: int | None, strength: float | None) -> str:
+    """Stable metric id: `injected_thought.success[injected]@L20,s0.5` (no `@` for shared controls)."""
+    cell = ",".join(part for part in (
+        f"L{layer}" if layer is not None else "",
+        f"s{strength:g}" if strength is not None else "",
+    ) if part)
+    return f"{name}[{condition}]" + (f"@{cell}" if cell else "")
+
+
+def flat_metrics(verdicts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every metric of the verdicts once, keyed by `metric_key`, params merged, sorted by key.
+
+    The same control metric (e.g. the no-injection false-positive rate) appears in many
+    verdicts; it is listed once, with the union of the params the verdicts attached to it.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for verdict in verdicts:
+        for metric in verdict["metrics"]:
+            key = metric_key(metric["name"], metric["condition"], metric["layer"], metric["strength"])
+            entry = merged.setdefault(key, {
+                "key": key,
+                "name": metric["name"],
+                "protocol": verdict.get("protocol", metric["name"].split(".")[0]),
+                "protocol_version": str(verdict.get("protocol_version", "")),
+                "condition": metric["condition"],
+                "layer": metric["layer"],
+                "strength": metric["strength"],
+                "estimate": metric["estimate"],
+                "k": metric["k"],
+                "n": metric["n"],
+                "interval": {"low": metric["low"], "high": metric["high"], "level": 0.95, "method": metric["method"]},
+                "params": {},
+            })
+            entry["params"].update(metric.get("params") or {})
+    return [merged[key] for key in sorted(merged)]
+
+
+def protocol_versions(verdicts: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Protocol name -> version, over the verdicts."""
+    return {v["protocol"]: str(v["protocol_version"]) for v in sorted(verdicts, key=lambda v: v["protocol"])}
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    return dict(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def validate_summary(summary: Mapping[str, Any], source: str = "summary") -> None:
+    """Check a summary against the packaged JSON Schema.
+
+    Args:
+        summary: The parsed summary.
+        source: Where it came from, for the message.
+
+    Raises:
+        RecordsError: Naming the first offending field and the schema rule it breaks.
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(summary), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(part) for part in first.absolute_path) or "(top level)"
+        raise RecordsError(
+            f"{source} does not match summary schema {SCHEMA_PATH.name} at {where}: {first.message}"
+            f" ({len(errors)} error(s)); regenerate it with this version of introspection-bench"
+        )
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    """Read and validate `summary.json` (a file or its run directory).
+
+    A version 1.0 summary (no flat metrics) is completed with `metrics` and `protocols`
+    derived from its verdicts, so callers always see the current shape.
+
+    Raises:
+        RecordsError: When the file is missing, is not JSON, or fails the schema.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / SUMMARY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise RecordsError(f"cannot read summary {path}: {error}; pass a run directory or its summary.json") from error
+    except json.JSONDecodeError as error:
+        raise RecordsError(f"{path} is not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise RecordsError(f"{path} holds {type(data).__name__}, not a summary object")
+    validate_summary(data, str(path))
+    data.setdefault("protocols", protocol_versions(data["verdicts"]))
+    data.setdefault("metrics", flat_metrics(data["verdicts"]))
+    return data
+
+
 def save_summary(summary: Mapping[str, Any], report_dir: Path) -> Path:
-    """Write `summary.json` atomically; returns its path."""
+    """Validate, then write `summary.json` atomically; returns its path.
+
+    Raises:
+        RecordsError: When the summary does not match the schema (nothing is written).
+    """
+    validate_summary(json.loads(json.dumps(summary, default=float)), "the new summary")
     path = Path(report_dir) / SUMMARY_FILE
     staging = path.with_suffix(".tmp")
     staging.write_text(json.dumps(summary, indent=2, default=float))
