@@ -67,7 +67,18 @@ def build_summary(config: Any, records: Sequence[TrialRecord], verdicts: Sequenc
 
 
 def metric_key(name: str, condition: str, layer: int | None, strength: float | None) -> str:
-    """Stable metric id: `injected_thought.success[injected]@L20,s0.5` (no `@` for shared controls)."""
+    """Stable metric id: `injected_thought.success[injected]@L20,s0.5` (no `@` for shared controls).
+
+    Args:
+        name: `<protocol>.<metric>`.
+        condition: The protocol condition.
+        layer: Block index, None for cell-independent metrics.
+        strength: Dose, None for cell-independent metrics.
+
+    Returns:
+        The key.
+
+    """
     cell = ",".join(part for part in (
         f"L{layer}" if layer is not None else "",
         f"s{strength:g}" if strength is not None else "",
@@ -84,7 +95,8 @@ def flat_metrics(verdicts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     merged: dict[str, dict[str, Any]] = {}
     for verdict in verdicts:
         for metric in verdict["metrics"]:
-            key = metric_key(metric["name"], metric["condition"], metric["layer"], metric["strength"])
+            cell = (metric["layer"], metric["strength"])
+            key = metric_key(metric["name"], metric["condition"], *cell)
             entry = merged.setdefault(key, {
                 "key": key,
                 "name": metric["name"],
@@ -96,7 +108,12 @@ def flat_metrics(verdicts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "estimate": metric["estimate"],
                 "k": metric["k"],
                 "n": metric["n"],
-                "interval": {"low": metric["low"], "high": metric["high"], "level": 0.95, "method": metric["method"]},
+                "interval": {
+                    "low": metric["low"],
+                    "high": metric["high"],
+                    "level": 0.95,
+                    "method": metric["method"],
+                },
                 "params": {},
             })
             entry["params"].update(metric.get("params") or {})
@@ -105,7 +122,8 @@ def flat_metrics(verdicts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def protocol_versions(verdicts: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Protocol name -> version, over the verdicts."""
-    return {v["protocol"]: str(v["protocol_version"]) for v in sorted(verdicts, key=lambda v: v["protocol"])}
+    ordered = sorted(verdicts, key=lambda v: str(v["protocol"]))
+    return {v["protocol"]: str(v["protocol_version"]) for v in ordered}
 
 
 @cache
@@ -122,6 +140,7 @@ def validate_summary(summary: Mapping[str, Any], source: str = "summary") -> Non
 
     Raises:
         RecordsError: Naming the first offending field and the schema rule it breaks.
+
     """
     import jsonschema
 
@@ -139,11 +158,18 @@ def validate_summary(summary: Mapping[str, Any], source: str = "summary") -> Non
 def load_summary(path: Path) -> dict[str, Any]:
     """Read and validate `summary.json` (a file or its run directory).
 
+    Args:
+        path: `summary.json` or the run directory holding it.
+
+    Returns:
+        The summary as plain JSON data.
+
     A version 1.0 summary (no flat metrics) is completed with `metrics` and `protocols`
     derived from its verdicts, so callers always see the current shape.
 
     Raises:
         RecordsError: When the file is missing, is not JSON, or fails the schema.
+
     """
     path = Path(path)
     if path.is_dir():
@@ -151,7 +177,9 @@ def load_summary(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise RecordsError(f"cannot read summary {path}: {error}; pass a run directory or its summary.json") from error
+        raise RecordsError(
+            f"cannot read summary {path}: {error}; pass a run directory or its summary.json"
+        ) from error
     except json.JSONDecodeError as error:
         raise RecordsError(f"{path} is not valid JSON ({error})") from error
     if not isinstance(data, dict):
@@ -167,6 +195,7 @@ def save_summary(summary: Mapping[str, Any], report_dir: Path) -> Path:
 
     Raises:
         RecordsError: When the summary does not match the schema (nothing is written).
+
     """
     validate_summary(json.loads(json.dumps(summary, default=float)), "the new summary")
     path = Path(report_dir) / SUMMARY_FILE
