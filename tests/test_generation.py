@@ -258,6 +258,16 @@ def test_eos_stops_a_row(tiny_models: dict[str, LoadedModel], monkeypatch: pytes
     assert completion.text == lm.tokenizer.decode(free_run[:index], skip_special_tokens=True)
 
 
+def test_stop_at_eos_off_decodes_full_length(tiny_models: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch) -> None:
+    lm = tiny_models["llama"]
+    request = _requests(lm, 2, max_new=[8])[1]
+    free_run = generate(lm, [request])[0].token_ids
+    monkeypatch.setattr(lm.model.generation_config, "eos_token_id", [lm.tokenizer.eos_token_id, free_run[2]])
+    completion = Decoder(lm, 2, stop_at_eos=False).generate([request])[0]
+    assert completion.stop_reason == "length"
+    assert completion.token_ids == free_run
+
+
 def test_eos_row_retires_without_disturbing_others(
     tiny_models: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,6 +112,31 @@ def test_tiny_architecture_blocks_output_the_residual_stream(tiny: LoadedModel) 
         assert torch.equal(recorded[layer], out.hidden_states[layer + 1])
 
 
+def test_gemma3_multimodal_uses_language_model_layers(smollm2_tokenizer: Any) -> None:
+    from transformers import AutoModelForCausalLM, Gemma3Config, Gemma3TextConfig, SiglipVisionConfig
+
+    vocab = len(smollm2_tokenizer)
+    text = Gemma3TextConfig(
+        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=6,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    config = Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=4,
+        image_token_index=vocab - 1, boi_token_index=vocab - 2, eoi_token_index=vocab - 3,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    lm = wrap_model(model, smollm2_tokenizer, spec="tiny:gemma3")
+    assert (lm.n_layers, lm.d_model) == (2, 64)
+    assert all(a is b for a, b in zip(lm.layers, model.model.language_model.layers, strict=True))
+    ids = torch.tensor([[5, 17, 300, 42]])
+    with torch.inference_mode(), record(lm, [0]) as recorded:
+        out = model(input_ids=ids, output_hidden_states=True)
+    assert torch.equal(recorded[0], out.hidden_states[1])
+
+
 def test_unsupported_architecture_lists_supported(smollm2_tokenizer: Any) -> None:
     from transformers import AutoModelForCausalLM, OPTConfig
 
