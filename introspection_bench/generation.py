@@ -1,7 +1,8 @@
 """Batched decoding with a KV cache, per-row injections, per-row seeds and row refill.
 
 A trial's tokens depend only on its own prompt, injection and seed, never on which trials share
-its batch: every row samples from its own `torch.Generator`, positions are per row, and the
+its batch: every row samples with noise that is a hash of (its seed, its step, the token id),
+computed for the whole batch in a few tensor ops (no per-row RNG calls), positions are per row, and the
 attention mask hides padding. Two wastes of plain batched `generate` are avoided:
 - the token prefix that all rows of a group share (everything before the injection window of
   Exp 1) is encoded once at batch 1 and its KV cache is copied to every row;
@@ -91,7 +92,8 @@ class _Batch:
     logits: torch.Tensor
     """[B, V] logits for each row's next token."""
     rows: RowInjections
-    generators: list[torch.Generator]
+    seeds: torch.Tensor
+    """[B] int64 per-row sampling seeds."""
     tokens: list[list[int]] = field(default_factory=list)
 
     @property
@@ -180,9 +182,9 @@ class Decoder:
         positions = (shared + tail_mask.cumsum(-1) - 1).masked_fill(tail_mask == 0, -1)
         rows = RowInjections([requests[i].injection for i in group], lm.d_model, lm.device, lm.dtype)
         logits = self._forward(ids, mask, positions, cache, rows)
-        generators = [torch.Generator(device=lm.device).manual_seed(requests[i].seed) for i in group]
+        seeds = torch.tensor([requests[i].seed for i in group], dtype=torch.long, device=lm.device)
         next_position = torch.tensor([len(p) for p in prompts], device=lm.device)
-        return _Batch(list(group), cache, mask, next_position, logits, rows, generators, [[] for _ in group])
+        return _Batch(list(group), cache, mask, next_position, logits, rows, seeds, [[] for _ in group])
 
     def _sliding(self) -> bool:
         # A shared prefix puts padding between the prefix and each row's tail. Sliding-window
@@ -274,13 +276,17 @@ class Decoder:
             self._advance(batch, tokens)
 
     def _sample(self, requests: Sequence[GenerationRequest], batch: _Batch) -> torch.Tensor:
-        chosen = batch.logits.argmax(-1)
-        for row, index in enumerate(batch.requests):
-            temperature = requests[index].temperature
-            if temperature > 0:
-                probs = torch.softmax(batch.logits[row] / temperature, dim=-1)
-                chosen[row] = torch.multinomial(probs, 1, generator=batch.generators[row])[0]
-        return chosen
+        temperatures = torch.tensor([requests[i].temperature for i in batch.requests], device=batch.logits.device)
+        greedy = batch.logits.argmax(-1)
+        if not bool((temperatures > 0).any()):
+            return greedy
+        # Gumbel-max: argmax(logits / T + Gumbel noise) samples softmax(logits / T).
+        steps = torch.tensor([len(t) for t in batch.tokens], dtype=torch.long, device=batch.logits.device)
+        uniforms = row_uniforms(batch.seeds, steps, batch.logits.shape[-1])
+        gumbel = -torch.log(-torch.log(uniforms))
+        scaled = batch.logits / temperatures.clamp(min=1e-6)[:, None]
+        sampled = (scaled + gumbel).argmax(-1)
+        return torch.where(temperatures > 0, sampled, greedy)
 
     def _advance(self, batch: _Batch, tokens: torch.Tensor) -> None:
         ones = torch.ones(batch.size, 1, dtype=batch.attention_mask.dtype, device=batch.attention_mask.device)
@@ -288,6 +294,31 @@ class Decoder:
         positions = batch.next_position[:, None]
         batch.logits = self._forward(tokens[:, None], batch.attention_mask, positions, batch.cache, batch.rows)
         batch.next_position = batch.next_position + 1
+
+
+_MIX_1 = -0x40A7B892E31B1A47  # splitmix64 multipliers as signed int64 (0xBF58476D1CE4E5B9)
+_MIX_2 = -0x6B2FB644ECCEEE15  # (0x94D049BB133111EB)
+_GOLDEN = -0x61C8864680B583EB  # (0x9E3779B97F4A7C15)
+
+
+def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
+    # Logical shift on int64 (torch's >> is arithmetic).
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def row_uniforms(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.Tensor:
+    """[B, V] uniforms in (0, 1): splitmix64 of (row seed, row step, token id).
+
+    A row's noise depends only on its own seed and step, never on its batch neighbours, so a
+    trial samples the same tokens alone or in any batch, on any device.
+    """
+    tokens = torch.arange(vocab, dtype=torch.long, device=seeds.device)
+    x = seeds[:, None] * _GOLDEN + steps[:, None] * _MIX_2 + tokens[None, :] * _MIX_1
+    x = (x ^ _shift_right(x, 30)) * _MIX_1
+    x = (x ^ _shift_right(x, 27)) * _MIX_2
+    x = x ^ _shift_right(x, 31)
+    top24 = _shift_right(x, 40).to(torch.float32)
+    return (top24 + 0.5) / float(1 << 24)
 
 
 def _cache_kwarg(lm: LoadedModel, cache: Any) -> dict[str, Any]:
@@ -300,7 +331,7 @@ def _select(batch: _Batch, keep: list[int]) -> None:
     index = torch.tensor(keep, dtype=torch.long, device=batch.attention_mask.device)
     batch.requests = [batch.requests[r] for r in keep]
     batch.tokens = [batch.tokens[r] for r in keep]
-    batch.generators = [batch.generators[r] for r in keep]
+    batch.seeds = batch.seeds[index]
     batch.attention_mask = batch.attention_mask[index]
     batch.next_position = batch.next_position[index]
     batch.logits = batch.logits[index]
@@ -327,7 +358,7 @@ def _merge(running: _Batch, fresh: _Batch) -> _Batch:
     )
     running.requests += fresh.requests
     running.tokens += fresh.tokens
-    running.generators += fresh.generators
+    running.seeds = torch.cat([running.seeds, fresh.seeds])
     running.next_position = torch.cat([running.next_position, fresh.next_position])
     running.logits = torch.cat([running.logits, fresh.logits])
     running.rows.extend(fresh.rows)
