@@ -1,0 +1,460 @@
+"""Leaderboard: validate submitted runs and build a static, sortable page (no CDN, vanilla JS).
+
+A submission is a run directory (or its summary.json) with `summary.json` and `trials.jsonl`.
+It is accepted only when
+- summary.json matches the schema;
+- its stimuli hash is the pinned `fixtures/paper_stimuli.json` of this package;
+- the simple rates (k/n per test, condition and cell) recomputed from trials.jsonl with the
+  protocol modules' own `select` / `rate_of` / criterion helpers equal the summary's;
+- the required controls are present (no-injection false positives, random vectors, yes-bias);
+- it was graded by the same judge as every other accepted submission.
+Rejected submissions are listed on the page with their reasons.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from introspection_bench.errors import IntrospectionBenchError
+from introspection_bench.records import TRIALS_FILE, TrialRecord, read_records
+from introspection_bench.summary import SUMMARY_FILE, load_summary
+
+#: Metrics a submission must carry (name, condition): the controls critics require.
+REQUIRED_CONTROLS = (
+    ("injected_thought.false_positive", "control"),
+    ("injected_thought.random_affirms", "random_vector"),
+    ("yes_bias.affirmative", "none"),
+    ("yes_bias.affirmative", "injected"),
+)
+LEADERBOARD_HTML = "index.html"
+LEADERBOARD_JSON = "leaderboard.json"
+
+
+@dataclass(frozen=True)
+class Value:
+    """One leaderboard number with its 95% interval and where it was taken."""
+
+    estimate: float
+    low: float
+    high: float
+    text: str
+    """As shown: `5/8 = 62.5% [30.6%, 86.3%] @ L8 s2`."""
+
+
+@dataclass
+class Submission:
+    """One submitted run and what validation found."""
+
+    source: str
+    summary: dict[str, Any] | None = None
+    records: list[TrialRecord] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    """Why it was rejected; empty when accepted."""
+    values: dict[str, Value] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        """True when no validation step found a problem."""
+        return not self.reasons
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+def load_submission(path: Path) -> Submission:
+    """Read a submission (run dir or summary.json) and run every per-submission check."""
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent
+    submission = Submission(str(path))
+    try:
+        submission.summary = load_summary(run_dir / SUMMARY_FILE if path.is_dir() else path)
+    except IntrospectionBenchError as error:
+        submission.reasons.append(f"schema: {error}")
+        return submission
+    trials = run_dir / TRIALS_FILE
+    if not trials.is_file():
+        submission.reasons.append(f"no {TRIALS_FILE} beside the summary: its metrics cannot be checked")
+        return submission
+    try:
+        submission.records = list(read_records(trials))
+    except IntrospectionBenchError as error:
+        submission.reasons.append(f"trials: {error}")
+        return submission
+    submission.reasons.extend(check_submission(submission.summary, submission.records))
+    return submission
+
+
+def pinned_stimuli_hash() -> str:
+    """sha256 of the package's pinned stimuli (fixtures/paper_stimuli.json)."""
+    from introspection_bench.stimuli import load_stimuli
+
+    return load_stimuli().sha256
+
+
+def check_submission(summary: Mapping[str, Any], records: Sequence[TrialRecord]) -> list[str]:
+    """Reasons to reject one submission (empty when it is valid on its own)."""
+    reasons = []
+    stimuli = summary["identity"]["stimuli_hash"]
+    pinned = pinned_stimuli_hash()
+    if stimuli != pinned:
+        reasons.append(f"stimuli hash {stimuli[:12]}... is not the pinned paper_stimuli.json ({pinned[:12]}...)")
+    present = {(m["name"], m["condition"]) for m in summary["metrics"]}
+    missing = [f"{name}[{condition}]" for name, condition in REQUIRED_CONTROLS if (name, condition) not in present]
+    if missing:
+        reasons.append(f"required controls missing: {', '.join(missing)}")
+    if summary["n_trials"] != len(records):
+        reasons.append(f"summary counts {summary['n_trials']} trials, trials.jsonl holds {len(records)}")
+    judge = summary["identity"]["judge"]
+    foreign = sorted({r.judge for r in records if r.grades and r.judge != judge})
+    if foreign:
+        reasons.append(f"records graded by {', '.join(foreign)}, summary says {judge}")
+    if any(r.stimuli_hash != stimuli for r in records):
+        reasons.append("records carry another stimuli hash than the summary")
+    reasons.extend(recompute_mismatches(summary["metrics"], records))
+    return reasons
+
+
+def _criteria() -> dict[tuple[str, str | None], Callable[[TrialRecord], bool] | str]:
+    """(metric name, condition or None for all) -> the protocol's own success criterion."""
+    from introspection_bench.protocols import prefill, thought_vs_text
+
+    return {
+        ("injected_thought.success", None): "success",
+        ("injected_thought.false_positive", None): "affirms",
+        ("injected_thought.random_affirms", None): "affirms",
+        ("thought_vs_text.naming", None): lambda r: r.grades.get("choice") == r.concept,
+        ("thought_vs_text.transcription", None): thought_vs_text.transcribed,
+        ("prefill.apology", None): prefill.apologised,
+        ("yes_bias.affirmative", None): "affirmative",
+        ("alternative_prompt.success", None): "success",
+    }
+
+
+def recompute_mismatches(metrics: Sequence[Mapping[str, Any]], records: Sequence[TrialRecord]) -> list[str]:
+    """Recompute every simple rate of the summary from its records; describe each mismatch.
+
+    Compound metrics (thought_vs_text.both) are not recomputed; the intentional-control means
+    are (think - dont_think and dont_think - baseline at the metric's layer).
+    """
+    from introspection_bench.protocols._common import rate_of, select
+
+    criteria = _criteria()
+    by_protocol: dict[str, list[TrialRecord]] = {}
+    for record in records:
+        by_protocol.setdefault(record.protocol, []).append(record)
+    problems = []
+    for metric in metrics:
+        mine = by_protocol.get(metric["protocol"], [])
+        if metric["protocol"] == "intentional_control":
+            problems.extend(_intentional_mismatch(metric, mine))
+            continue
+        criterion = criteria.get((metric["name"], metric["condition"]), criteria.get((metric["name"], None)))
+        if criterion is None or metric.get("k") is None:
+            continue
+        found = rate_of(select(mine, metric["condition"], metric["layer"], metric["strength"]), criterion)
+        if (found.k, found.n) != (metric["k"], metric["n"]):
+            problems.append(f"{metric['key']}: summary {metric['k']}/{metric['n']}, trials.jsonl gives {found.k}/{found.n}")
+    return problems
+
+
+def _intentional_mismatch(metric: Mapping[str, Any], records: Sequence[TrialRecord]) -> list[str]:
+    layer = metric["layer"]
+    pairs: dict[int, dict[str, TrialRecord]] = {}
+    for r in records:
+        if r.error is None and "pair" in r.extra:
+            pairs.setdefault(int(r.extra["pair"]), {})[r.condition] = r
+    complete = [p for p in pairs.values() if "think" in p and "dont_think" in p]
+    if metric["name"].endswith("think_minus_dont"):
+        values = [p["think"].extra["cosine_word"][layer] - p["dont_think"].extra["cosine_word"][layer] for p in complete]
+    else:
+        values = [p["dont_think"].extra["cosine_word"][layer] - p["dont_think"].extra["cosine_baseline"][layer]
+                  for p in complete]
+    mean = sum(values) / len(values) if values else math.nan
+    if len(values) != metric["n"] or not math.isclose(mean, metric["estimate"], rel_tol=1e-6, abs_tol=1e-9):
+        return [f"{metric['key']}: summary mean {metric['estimate']:+.5f} (n={metric['n']}), "
+                f"trials.jsonl gives {mean:+.5f} (n={len(values)})"]
+    return []
+
+
+def check_same_judge(submissions: Sequence[Submission], judge: str | None = None) -> str | None:
+    """Reject accepted submissions graded by another judge than `judge` (default: the most common)."""
+    judges = Counter(s.summary["identity"]["judge"] for s in submissions if s.accepted and s.summary)
+    if not judges:
+        return judge
+    chosen = judge or sorted(judges.items(), key=lambda item: (-item[1], item[0]))[0][0]
+    for s in submissions:
+        if s.accepted and s.summary and s.summary["identity"]["judge"] != chosen:
+            s.reasons.append(f"graded by {s.summary['identity']['judge']}; this leaderboard uses {chosen}")
+    return chosen
+
+
+# -- columns -----------------------------------------------------------------------------------
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}%"
+
+
+def _where(metric: Mapping[str, Any]) -> str:
+    parts = [f"L{metric['layer']}" if metric["layer"] is not None else "",
+             f"s{metric['strength']:g}" if metric["strength"] is not None else ""]
+    return " ".join(p for p in parts if p)
+
+
+def _rate_value(metric: Mapping[str, Any], note: str = "") -> Value:
+    interval = metric["interval"]
+    where = _where(metric)
+    text = f"{metric['k']}/{metric['n']} = {_pct(metric['estimate'])} [{_pct(interval['low'])}, {_pct(interval['high'])}]"
+    text += (f" @ {where}" if where else "") + note
+    return Value(metric["estimate"], interval["low"], interval["high"], text)
+
+
+def _best(metrics: Sequence[Mapping[str, Any]], name: str, condition: str) -> Mapping[str, Any] | None:
+    """The cell with the highest lower bound (then estimate); its Holm p travels in params."""
+    candidates = [m for m in metrics if m["name"] == name and m["condition"] == condition and m.get("n")]
+    return max(candidates, key=lambda m: (m["interval"]["low"], m["estimate"]), default=None)
+
+
+def _find(metrics: Sequence[Mapping[str, Any]], name: str, condition: str, layer: Any, strength: Any) -> Any:
+    for m in metrics:
+        if (m["name"], m["condition"], m["layer"], m["strength"]) == (name, condition, layer, strength):
+            return m
+    return None
+
+
+def _difference(a: Mapping[str, Any], b: Mapping[str, Any], where: str) -> Value:
+    from introspection_bench.stats import proportion_difference
+
+    d = proportion_difference(a["k"], a["n"], b["k"], b["n"])
+    return Value(d.estimate, d.low, d.high, f"{100 * d.estimate:+.1f}% [{100 * d.low:+.1f}%, {100 * d.high:+.1f}%]"
+                 + (f" @ {where}" if where else ""))
+
+
+def leaderboard_values(summary: Mapping[str, Any]) -> dict[str, Value]:
+    """The row of one accepted submission: column key -> value (absent when not measured)."""
+    metrics = summary["metrics"]
+    values: dict[str, Value] = {}
+    control = _find(metrics, "injected_thought.false_positive", "control", None, None)
+    success = _best(metrics, "injected_thought.success", "injected")
+    if success is not None:
+        p = success["params"].get("p_holm")
+        values["success"] = _rate_value(success, f", Holm p={p:.2g}" if p is not None else "")
+        if control is not None and control.get("n"):
+            values["net"] = _difference(success, control, _where(success))
+    if control is not None:
+        values["false_positive"] = _rate_value(control)
+    naming = _best(metrics, "thought_vs_text.naming", "think")
+    if naming is not None:
+        values["thought_vs_text"] = _rate_value(naming)
+    reduction = _prefill_reduction(metrics)
+    if reduction is not None:
+        values["prefill"] = reduction
+    gap = _best(metrics, "intentional_control.think_minus_dont", "think-dont_think")
+    if gap is not None:
+        i = gap["interval"]
+        values["intentional"] = Value(gap["estimate"], i["low"], i["high"],
+                                      f"{gap['estimate']:+.4f} [{i['low']:+.4f}, {i['high']:+.4f}] @ {_where(gap)}")
+    if success is not None:
+        injected = _find(metrics, "yes_bias.affirmative", "injected", success["layer"], success["strength"])
+        none = _find(metrics, "yes_bias.affirmative", "none", None, None)
+        if injected is not None and none is not None and injected.get("n") and none.get("n"):
+            values["yes_bias"] = _difference(injected, none, _where(injected))
+    return values
+
+
+def _prefill_reduction(metrics: Sequence[Mapping[str, Any]]) -> Value | None:
+    """Best cell's apology reduction: min(none, random_word) - matching, Newcombe interval."""
+    none = _find(metrics, "prefill.apology", "none", None, None)
+    best = None
+    for matching in (m for m in metrics if m["name"] == "prefill.apology" and m["condition"] == "matching"):
+        random_word = _find(metrics, "prefill.apology", "random_word", matching["layer"], matching["strength"])
+        references = [r for r in (none, random_word) if r is not None and r.get("n")]
+        if not references or not matching.get("n"):
+            continue
+        reference = min(references, key=lambda r: r["estimate"])
+        value = _difference(reference, matching, _where(matching))
+        if best is None or (value.low, value.estimate) > (best.low, best.estimate):
+            best = value
+    return best
+
+
+COLUMNS = (
+    ("model", "Model", "text"),
+    ("success", "Injected thought: success (best cell)", "num"),
+    ("net", "Success net of false positives", "num"),
+    ("false_positive", "Control false positives", "num"),
+    ("thought_vs_text", "Thought vs text: naming", "num"),
+    ("prefill", "Prefill apology reduction", "num"),
+    ("intentional", "Intentional control gap (cosine)", "num"),
+    ("yes_bias", "Yes-bias (injected - none)", "num"),
+    ("config", "Configuration", "text"),
+)
+
+
+# -- page --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """The outcome of one build."""
+
+    accepted: Sequence[Submission]
+    rejected: Sequence[Submission]
+    judge: str | None
+    html_path: Path
+    json_path: Path
+
+
+def build_leaderboard(paths: Sequence[Path], out_dir: Path, *, judge: str | None = None) -> Leaderboard:
+    """Validate submissions and write `index.html` and `leaderboard.json` into `out_dir`.
+
+    Args:
+        paths: Run directories or their summary.json files.
+        out_dir: Where the page goes (created).
+        judge: The grader every submission must use (default: the most common among valid ones).
+
+    Returns:
+        What was accepted and rejected, and where the page is.
+
+    """
+    submissions = [load_submission(Path(p)) for p in paths]
+    chosen = check_same_judge(submissions, judge)
+    for s in submissions:
+        if s.accepted and s.summary is not None:
+            s.values = leaderboard_values(s.summary)
+    accepted = [s for s in submissions if s.accepted]
+    rejected = [s for s in submissions if not s.accepted]
+    accepted.sort(key=lambda s: -s.values["success"].estimate if "success" in s.values else math.inf)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path, json_path = out_dir / LEADERBOARD_HTML, out_dir / LEADERBOARD_JSON
+    html_path.write_text(render_page(accepted, rejected, chosen), encoding="utf-8")
+    json_path.write_text(json.dumps(_as_json(accepted, rejected, chosen), indent=2), encoding="utf-8")
+    return Leaderboard(accepted, rejected, chosen, html_path, json_path)
+
+
+def _model_name(s: Submission) -> str:
+    assert s.summary is not None  # accepted submissions have one (typing only)
+    return str(s.summary["identity"]["model"])
+
+
+def _config_text(summary: Mapping[str, Any]) -> str:
+    c = summary["config"]
+    layers = ",".join(f"{x:g}" for x in c["layers"])
+    strengths = ",".join(f"{x:g}" for x in c["strengths"])
+    return (f"{c['profile']}; layers {layers}; strengths {strengths}; dose {c['dose']}; {c['vector_method']}; "
+            f"{c['trials']} trials/cell; {summary['n_trials']} trials; judge {summary['identity']['judge']}")
+
+
+def _as_json(accepted: Sequence[Submission], rejected: Sequence[Submission], judge: str | None) -> dict[str, Any]:
+    return {
+        "judge": judge,
+        "accepted": [
+            {"source": s.source, "model": _model_name(s), "model_fingerprint": s.summary["identity"]["model_fingerprint"],
+             "config": s.summary["config"],
+             "values": {k: {"estimate": v.estimate, "low": v.low, "high": v.high, "text": v.text}
+                        for k, v in s.values.items()}}
+            for s in accepted if s.summary is not None
+        ],
+        "rejected": [{"source": s.source, "reasons": s.reasons} for s in rejected],
+    }
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:90em;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.8em 0}th,td{border:1px solid #ccc;padding:.3em .6em;font-size:.85em;
+vertical-align:top;text-align:left}th{background:#f3f3f3}th.sortable{cursor:pointer;user-select:none}
+th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+.rejected td{color:#8a1c1c}.small{font-size:.8em;color:#555}
+"""
+# One click handler; `?sort=<column>&dir=asc|desc` clicks the header on load (for links and tests).
+_SORT_JS = """
+(function () {
+  var table = document.getElementById('board');
+  if (!table) { return; }
+  var body = table.tBodies[0];
+  function key(cell, numeric) {
+    var raw = cell.getAttribute('data-value');
+    if (!numeric) { return (raw === null ? cell.textContent : raw).toLowerCase(); }
+    var x = parseFloat(raw);
+    return isNaN(x) ? null : x;
+  }
+  function sortBy(th) {
+    var numeric = th.getAttribute('data-type') === 'num';
+    var current = th.getAttribute('aria-sort');
+    var dir = current ? (current === 'descending' ? 'ascending' : 'descending') : (numeric ? 'descending' : 'ascending');
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute('aria-sort'); });
+    th.setAttribute('aria-sort', dir);
+    var sign = dir === 'ascending' ? 1 : -1, index = th.cellIndex;
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a.cells[index], numeric), y = key(b.cells[index], numeric);
+      if (x === y) { return 0; }
+      if (x === null) { return 1; }
+      if (y === null) { return -1; }
+      return (x < y ? -1 : 1) * sign;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  }
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
+    th.classList.add('sortable');
+    th.addEventListener('click', function () { sortBy(th); });
+  });
+  var params = new URLSearchParams(window.location.search);
+  var wanted = params.get('sort');
+  if (wanted) {
+    var th = table.querySelector('th[data-key="' + wanted + '"]');
+    if (th) {
+      th.click();
+      var want = params.get('dir') === 'asc' ? 'ascending' : params.get('dir') === 'desc' ? 'descending' : null;
+      if (want && th.getAttribute('aria-sort') !== want) { th.click(); }
+    }
+  }
+  document.body.setAttribute('data-sorted-by', wanted || '');
+})();
+"""
+
+
+def render_page(accepted: Sequence[Submission], rejected: Sequence[Submission], judge: str | None) -> str:
+    """The static page: one sortable row per accepted run, then the rejected ones with reasons."""
+    e = html.escape
+    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+           f"<title>introspection-bench leaderboard</title><style>{_CSS}</style></head><body>",
+           "<h1>introspection-bench leaderboard</h1>",
+           f"<p class='small'>Graded by <code>{e(str(judge))}</code>. Rates are k/n with Wilson 95% intervals; "
+           "differences use Newcombe intervals. \"Best cell\" is the sweep cell with the highest lower bound "
+           "(its Holm-adjusted p over the sweep is shown): read its rate as optimistic. Click a header to sort.</p>",
+           "<table id='board'><thead><tr>"]
+    out += [f"<th data-key='{key}' data-type='{kind}'>{e(title)}</th>" for key, title, kind in COLUMNS]
+    out.append("</tr></thead><tbody>")
+    for s in accepted:
+        assert s.summary is not None  # accepted submissions have one (typing only)
+        cells = [f"<td data-value='{e(_model_name(s))}'>{e(_model_name(s))}<div class='small'>"
+                 f"{e(s.summary['identity']['model_fingerprint'][:12])}</div></td>"]
+        for key, _, kind in COLUMNS[1:-1]:
+            value = s.values.get(key)
+            if value is None:
+                cells.append("<td data-value=''>-</td>")
+            else:
+                cells.append(f"<td data-value='{value.estimate!r}'>{e(value.text)}</td>")
+        cells.append(f"<td>{e(_config_text(s.summary))}</td>")
+        out.append(f"<tr class='submission'>{''.join(cells)}</tr>")
+    out.append("</tbody></table>")
+    out.append(f"<h2>Rejected submissions ({len(rejected)})</h2>")
+    if rejected:
+        out.append("<table id='rejected'><thead><tr><th>submission</th><th>reasons</th></tr></thead><tbody>")
+        for s in rejected:
+            reasons = "".join(f"<li>{e(r)}</li>" for r in s.reasons)
+            out.append(f"<tr class='rejected'><td>{e(s.source)}</td><td><ul>{reasons}</ul></td></tr>")
+        out.append("</tbody></table>")
+    else:
+        out.append("<p>none</p>")
+    out.append(f"<script>{_SORT_JS}</script></body></html>")
+    return "\n".join(out)
