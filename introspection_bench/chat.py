@@ -148,10 +148,12 @@ def _marked_starts(
     # words (SmolLM2's default system prompt holds "You", "AI", "assistant"). Render once
     # more with a unique marker per turn and read the starts off the markers instead.
     markers = [f"\ue000{index}\ue001" for index in range(len(turns))]
-    messages = [{"role": role, "content": marker} for (role, _), marker in zip(turns, markers)]
-    marked = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    messages = [{"role": r, "content": m} for (r, _), m in zip(turns, markers, strict=True)]
+    marked = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
     starts, pieces, cursor, shift = [], [], 0, 0
-    for marker, (_, content) in zip(markers, turns):
+    for marker, (_, content) in zip(markers, turns, strict=True):
         found = marked.find(marker, cursor)
         if found < 0:
             return None

@@ -153,16 +153,30 @@ class Decoder:
         batch: _Batch | None = None
         with torch.inference_mode():
             while waiting or (batch is not None and batch.size):
-                batch = self._admit(requests, waiting, batch)
-                self._step(requests, batch, results, on_complete)
+                try:
+                    batch = self._admit(requests, waiting, batch)
+                    self._step(requests, batch, results, on_complete)
+                except torch.OutOfMemoryError:
+                    batch = self._shrink_after_oom(waiting, batch)
         return [results[i] for i in range(len(requests))]
+
+    def _shrink_after_oom(self, waiting: deque[int], batch: _Batch | None) -> None:
+        """Halve the batch size and requeue the rows in flight (their seeds make reruns identical)."""
+        if self.batch_size <= 1:
+            raise InjectionError("out of memory at batch size 1; use a smaller model, --dtype bf16 or another device")
+        in_flight = batch.requests if batch is not None else []
+        waiting.extendleft(reversed(in_flight))
+        self.batch_size //= 2
+        self._prefix = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
 
     def _admit(self, requests: Sequence[GenerationRequest], waiting: deque[int], batch: _Batch | None) -> _Batch:
         active = 0 if batch is None else batch.size
         free = self.batch_size - active
         can_merge = batch is None or active == 0 or (self.refill and _mergeable(batch.cache))
-        if not waiting or free <= 0 or not can_merge or (active and free < self.batch_size // 2):
-            assert batch is not None  # waiting is empty only once a batch exists
+        if batch is not None and (not waiting or free <= 0 or not can_merge or (active and free < self.batch_size // 2)):
             return batch
         group = [waiting.popleft() for _ in range(min(free, len(waiting)))]
         fresh = self._prefill(requests, group)
@@ -171,7 +185,8 @@ class Decoder:
     def _prefill(self, requests: Sequence[GenerationRequest], group: list[int]) -> _Batch:
         lm = self.lm
         prompts = [requests[i].input_ids for i in group]
-        shared = self._shared_length(requests, group) if self.share_prefix and not self._sliding() else 0
+        sharing = self.share_prefix and not self._sliding()
+        shared = self._shared_length(requests, group) if sharing else 0
         cache, prefix_mask = self._prefix_cache(prompts[0][:shared], len(group))
         tails = [p[shared:] for p in prompts]
         width = max(len(t) for t in tails)

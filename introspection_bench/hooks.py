@@ -249,7 +249,8 @@ def hook_count(lm: LoadedModel) -> int:
     Hooks added by others are not counted: transformers installs permanent output-capturing
     hooks on the decoder blocks the first time a forward asks for `output_hidden_states`.
     """
-    return sum(1 for layer in lm.layers for hook in layer._forward_hooks.values() if getattr(hook, _OURS, False))
+    hooks = [hook for layer in lm.layers for hook in layer._forward_hooks.values()]
+    return sum(1 for hook in hooks if getattr(hook, _OURS, False))
 
 
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -294,7 +294,8 @@ def fingerprint(loaded: LoadedModel) -> str:
     config = loaded.model.config.to_dict()
     config.pop("_name_or_path", None)
     config.pop("transformers_version", None)
-    config.pop("architectures", None)  # None until save_pretrained fills it in: not the model's identity
+    # None until save_pretrained fills it in: not part of the model's identity.
+    config.pop("architectures", None)
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     vocab = loaded.tokenizer.get_vocab()
     digest.update(json.dumps(sorted(vocab.items())).encode())
