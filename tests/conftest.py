@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from introspection_bench.models import LoadedModel, convert_gguf, default_gguf_path, load_model, wrap_model
+from introspection_bench.models import (
+    LoadedModel,
+    convert_gguf,
+    default_gguf_path,
+    load_model,
+    wrap_model,
+)
 
 #: The architectures the tiny-model fixtures cover (model_type names).
 TINY_ARCHITECTURES = (
@@ -51,7 +57,9 @@ TINY_D_MODEL = 64
 TINY_SLIDING_WINDOW = 6
 
 
-def tiny_config(model_type: str, vocab_size: int, special: dict[str, int | None], n_layers: int) -> Any:
+def tiny_config(
+    model_type: str, vocab_size: int, special: dict[str, int | None], n_layers: int
+) -> Any:
     """A tiny config of `model_type`: hidden 64, `n_layers` blocks, the given vocabulary."""
     from transformers import CONFIG_MAPPING
 
@@ -73,13 +81,15 @@ def tiny_config(model_type: str, vocab_size: int, special: dict[str, int | None]
     if model_type in ("gemma2", "gemma3_text"):
         kwargs["sliding_window"] = TINY_SLIDING_WINDOW
     if model_type == "gemma3_text":
-        kwargs["layer_types"] = ["sliding_attention", "full_attention"] * (n_layers // 2) + ["sliding_attention"] * (
-            n_layers % 2
-        )
+        kwargs["layer_types"] = ["sliding_attention", "full_attention"] * (n_layers // 2) + [
+            "sliding_attention"
+        ] * (n_layers % 2)
     return CONFIG_MAPPING[model_type](**kwargs)
 
 
-def build_tiny(model_type: str, tokenizer: Any, *, seed: int = 0, n_layers: int | None = None) -> LoadedModel:
+def build_tiny(
+    model_type: str, tokenizer: Any, *, seed: int = 0, n_layers: int | None = None
+) -> LoadedModel:
     """A seeded, fp32, random-weight model of `model_type`, wrapped with `wrap_model`."""
     from transformers import AutoModelForCausalLM
 
@@ -127,7 +137,7 @@ def fresh_tokenizer(smollm2_dir: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_models(smollm2_tokenizer: Any) -> dict[str, LoadedModel]:
-    """model_type -> tiny random-weight `LoadedModel` for every architecture in TINY_ARCHITECTURES."""
+    """model_type -> tiny random-weight `LoadedModel`, one per TINY_ARCHITECTURES entry."""
     return {name: build_tiny(name, smollm2_tokenizer) for name in TINY_ARCHITECTURES}
 
 
@@ -145,7 +155,7 @@ def tiny_layer_counts() -> dict[str, int]:
 
 @pytest.fixture(scope="session")
 def tiny_builder(smollm2_tokenizer: Any) -> Any:
-    """`build(model_type, seed=..., n_layers=...)`: a fresh tiny model (for tests that need their own)."""
+    """`build(model_type, seed=..., n_layers=...)`: a fresh tiny model a test may modify."""
 
     def build(model_type: str, *, seed: int = 0, n_layers: int | None = None) -> LoadedModel:
         return build_tiny(model_type, smollm2_tokenizer, seed=seed, n_layers=n_layers)

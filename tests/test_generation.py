@@ -17,7 +17,13 @@ import torch
 
 from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.errors import InjectionError
-from introspection_bench.generation import Completion, Decoder, GenerationRequest, generate, seed_from_id
+from introspection_bench.generation import (
+    Completion,
+    Decoder,
+    GenerationRequest,
+    generate,
+    seed_from_id,
+)
 from introspection_bench.hooks import InjectionSpec, RowInjections, hook_count, inject
 from introspection_bench.models import LoadedModel
 
@@ -93,7 +99,10 @@ def _tokens(completions: list[Completion]) -> list[tuple[int, ...]]:
 
 def _alone(lm: LoadedModel, requests: list[GenerationRequest]) -> list[tuple[int, ...]]:
     """Each request decoded on its own: batch of one, no shared prefix, no refill."""
-    return [Decoder(lm, 1, share_prefix=False, refill=False).generate([r])[0].token_ids for r in requests]
+    return [
+        Decoder(lm, 1, share_prefix=False, refill=False).generate([r])[0].token_ids
+        for r in requests
+    ]
 
 
 def _stop_ids(lm: LoadedModel) -> set[int]:
@@ -151,26 +160,44 @@ def test_trial_in_mixed_batch_equals_alone(gen_lm: LoadedModel) -> None:
     assert _tokens(batched) == _alone(gen_lm, requests)
 
 
-@pytest.mark.parametrize(("batch_size", "share_prefix", "refill"), [(1, True, True), (2, True, True), (2, False, False), (3, True, True), (3, False, True), (7, True, False), (7, False, True)])
+@pytest.mark.parametrize(
+    ("batch_size", "share_prefix", "refill"),
+    [
+        (1, True, True),
+        (2, True, True),
+        (2, False, False),
+        (3, True, True),
+        (3, False, True),
+        (7, True, False),
+        (7, False, True),
+    ],
+)
 def test_tokens_independent_of_batching_settings(
     gen_lm: LoadedModel, batch_size: int, share_prefix: bool, refill: bool
 ) -> None:
     requests = _requests(gen_lm)
     reference = Decoder(gen_lm, batch_size=7, share_prefix=False, refill=False).generate(requests)
-    decoded = Decoder(gen_lm, batch_size, share_prefix=share_prefix, refill=refill).generate(requests)
+    decoded = Decoder(gen_lm, batch_size, share_prefix=share_prefix, refill=refill).generate(
+        requests
+    )
     assert _tokens(decoded) == _tokens(reference)
 
 
 def test_shared_prefix_with_short_prompts(gen_lm: LoadedModel) -> None:
-    """Prompts sharing just over MIN_SHARED_PREFIX tokens, shorter than gemma's sliding window x 2."""
+    """Prompts whose shared prefix is just over MIN_SHARED_PREFIX tokens."""
     requests = _requests(gen_lm, 4, preamble="Hi there, researcher.")
     shared = Decoder(gen_lm, batch_size=4, share_prefix=True).generate(requests)
     assert _tokens(shared) == _alone(gen_lm, requests)
 
 
 def test_injection_changes_the_injected_rows(gen_lm: LoadedModel) -> None:
-    requests = [r for r in _requests(gen_lm, 6, greedy=True, strength=30.0) if r.injection is not None]
-    plain = [GenerationRequest(r.trial_id, r.input_ids, None, r.max_new_tokens, 0.0, r.seed) for r in requests]
+    requests = [
+        r for r in _requests(gen_lm, 6, greedy=True, strength=30.0) if r.injection is not None
+    ]
+    plain = [
+        GenerationRequest(r.trial_id, r.input_ids, None, r.max_new_tokens, 0.0, r.seed)
+        for r in requests
+    ]
     injected = generate(gen_lm, requests)
     uninjected = generate(gen_lm, plain)
     assert any(a.token_ids != b.token_ids for a, b in zip(injected, uninjected, strict=True))
@@ -204,7 +231,9 @@ def test_open_window_fires_on_every_generated_token(
     requests = _requests(lm, 7)
     layer = lm.n_layers // 2
     expected_deltas = {
-        r.trial_id: (r.injection.strength * r.injection.vector).to(lm.dtype) for r in requests if r.injection
+        r.trial_id: (r.injection.strength * r.injection.vector).to(lm.dtype)
+        for r in requests
+        if r.injection
     }
     fired: Counter[str] = Counter()
     control_fired = 0
@@ -234,7 +263,7 @@ def test_open_window_fires_on_every_generated_token(
         if request.injection.end is not None:
             expected = request.injection.end - start  # prompt tokens only
         elif completion.stop_reason == "length":
-            # Prompt tokens start..P-1, then every generated token that is fed back: all but the last.
+            # Prompt tokens start..P-1, then every generated token fed back: all but the last.
             expected = prompt_length - start + generated - 1
         else:
             expected = prompt_length - start + generated  # every kept token was fed back before EOS
@@ -244,25 +273,33 @@ def test_open_window_fires_on_every_generated_token(
 # --- stopping -------------------------------------------------------------------------------
 
 
-def test_eos_stops_a_row(tiny_models: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eos_stops_a_row(
+    tiny_models: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
     lm = tiny_models["llama"]
     request = _requests(lm, 2, max_new=[12])[1]
     assert request.temperature == 1.0  # a sampled row: varied tokens on a random model
     free_run = generate(lm, [request])[0].token_ids
     assert len(free_run) == 12
     index = next(i for i in range(3, 12) if free_run[i] not in free_run[:i])
-    monkeypatch.setattr(lm.model.generation_config, "eos_token_id", [lm.tokenizer.eos_token_id, free_run[index]])
+    monkeypatch.setattr(
+        lm.model.generation_config, "eos_token_id", [lm.tokenizer.eos_token_id, free_run[index]]
+    )
     completion = generate(lm, [request])[0]
     assert completion.stop_reason == "eos"
     assert completion.token_ids == free_run[:index]
     assert completion.text == lm.tokenizer.decode(free_run[:index], skip_special_tokens=True)
 
 
-def test_stop_at_eos_off_decodes_full_length(tiny_models: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stop_at_eos_off_decodes_full_length(
+    tiny_models: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
     lm = tiny_models["llama"]
     request = _requests(lm, 2, max_new=[8])[1]
     free_run = generate(lm, [request])[0].token_ids
-    monkeypatch.setattr(lm.model.generation_config, "eos_token_id", [lm.tokenizer.eos_token_id, free_run[2]])
+    monkeypatch.setattr(
+        lm.model.generation_config, "eos_token_id", [lm.tokenizer.eos_token_id, free_run[2]]
+    )
     completion = Decoder(lm, 2, stop_at_eos=False).generate([request])[0]
     assert completion.stop_reason == "length"
     assert completion.token_ids == free_run
@@ -275,7 +312,9 @@ def test_eos_row_retires_without_disturbing_others(
     requests = _requests(lm, 4, greedy=True, max_new=[10])
     free = _tokens(generate(lm, requests, batch_size=4))
     stopper = free[0][3]
-    monkeypatch.setattr(lm.model.generation_config, "eos_token_id", [lm.tokenizer.eos_token_id, stopper])
+    monkeypatch.setattr(
+        lm.model.generation_config, "eos_token_id", [lm.tokenizer.eos_token_id, stopper]
+    )
     stopped = generate(lm, requests, batch_size=4)
     for tokens, completion in zip(free, stopped, strict=True):
         cut = tokens.index(stopper) if stopper in tokens else len(tokens)
@@ -284,7 +323,9 @@ def test_eos_row_retires_without_disturbing_others(
 
 
 @pytest.mark.parametrize("max_new_tokens", [1, 2, 5])
-def test_max_new_tokens_stops_with_length(tiny_models: dict[str, LoadedModel], max_new_tokens: int) -> None:
+def test_max_new_tokens_stops_with_length(
+    tiny_models: dict[str, LoadedModel], max_new_tokens: int
+) -> None:
     lm = tiny_models["gpt2"]
     request = _requests(lm, 1, max_new=[max_new_tokens])[0]
     completion = generate(lm, [request])[0]
@@ -356,7 +397,9 @@ def test_hooks_removed_when_on_complete_raises(tiny_models: dict[str, LoadedMode
 
 def test_request_window_outside_prompt_errors() -> None:
     spec = InjectionSpec(0, torch.ones(4), 1.0, 5)
-    with pytest.raises(InjectionError, match=r"window \[5, None\) falls outside the 5-token prompt"):
+    with pytest.raises(
+        InjectionError, match=r"window \[5, None\) falls outside the 5-token prompt"
+    ):
         GenerationRequest("t", (1, 2, 3, 4, 5), spec)
 
 
@@ -392,7 +435,10 @@ def test_smollm2_cached_equals_uncached(smollm2: LoadedModel) -> None:
 
 
 def test_smollm2_greedy_equals_hf_generate_and_stops_at_eos(smollm2: LoadedModel) -> None:
-    rendered = render_chat(smollm2.tokenizer, [("user", "Answer with one word. What colour is the sky on a clear day?")])
+    rendered = render_chat(
+        smollm2.tokenizer,
+        [("user", "Answer with one word. What colour is the sky on a clear day?")],
+    )
     request = GenerationRequest("sky", rendered.input_ids, None, max_new_tokens=20, temperature=0.0)
     completion = generate(smollm2, [request])[0]
     assert completion.token_ids == _hf_greedy(smollm2, request)

@@ -71,7 +71,9 @@ def _run(
     return dict(recorded), logits
 
 
-def _expected_mask(positions: torch.Tensor, windows: list[tuple[int, int | None] | None]) -> torch.Tensor:
+def _expected_mask(
+    positions: torch.Tensor, windows: list[tuple[int, int | None] | None]
+) -> torch.Tensor:
     """[B, T] bool: the window of each row in absolute positions, never position 0 or padding."""
     expected = torch.zeros_like(positions, dtype=torch.bool)
     for row, window in enumerate(windows):
@@ -100,7 +102,9 @@ def test_outside_window_equals_unhooked(tiny: LoadedModel) -> None:
     ids, mask = _ids([12], tiny.tokenizer.pad_token_id)
     spec = InjectionSpec(layer, _vector(tiny, 1), 4.0, start=4, end=9)
     unhooked, _ = _run(tiny, ids, mask, [layer])
-    hooked, _ = _run(tiny, ids, mask, [layer], RowInjections([spec], tiny.d_model, "cpu", tiny.dtype))
+    hooked, _ = _run(
+        tiny, ids, mask, [layer], RowInjections([spec], tiny.d_model, "cpu", tiny.dtype)
+    )
     outside = torch.ones(12, dtype=torch.bool)
     outside[4:9] = False
     assert torch.equal(hooked[layer][0, outside], unhooked[layer][0, outside])
@@ -112,11 +116,15 @@ def test_inside_window_adds_exact_delta(tiny: LoadedModel) -> None:
     ids, mask = _ids([10], tiny.tokenizer.pad_token_id)
     spec = InjectionSpec(layer, _vector(tiny, 2), 3.5, start=3, end=None)
     unhooked, _ = _run(tiny, ids, mask, [layer])
-    hooked, _ = _run(tiny, ids, mask, [layer], RowInjections([spec], tiny.d_model, "cpu", tiny.dtype))
+    hooked, _ = _run(
+        tiny, ids, mask, [layer], RowInjections([spec], tiny.d_model, "cpu", tiny.dtype)
+    )
     window = _expected_mask(positions_from_mask(mask), [(3, None)])
     expected = _exact(unhooked[layer], window, _delta(spec, tiny.dtype)[None])
     assert torch.equal(hooked[layer], expected)
-    assert torch.equal(hooked[layer][0, 3:] - unhooked[layer][0, 3:], expected[0, 3:] - unhooked[layer][0, 3:])
+    assert torch.equal(
+        hooked[layer][0, 3:] - unhooked[layer][0, 3:], expected[0, 3:] - unhooked[layer][0, 3:]
+    )
 
 
 def test_injection_changes_downstream_logits(tiny: LoadedModel) -> None:
@@ -124,14 +132,19 @@ def test_injection_changes_downstream_logits(tiny: LoadedModel) -> None:
     ids, mask = _ids([8], tiny.tokenizer.pad_token_id)
     spec = InjectionSpec(layer, _vector(tiny, 3), 8.0, start=5, end=None)
     _, unhooked = _run(tiny, ids, mask, [layer])
-    _, hooked = _run(tiny, ids, mask, [layer], RowInjections([spec], tiny.d_model, "cpu", tiny.dtype))
+    _, hooked = _run(
+        tiny, ids, mask, [layer], RowInjections([spec], tiny.d_model, "cpu", tiny.dtype)
+    )
     assert torch.equal(hooked[0, :5], unhooked[0, :5])  # causal: earlier tokens cannot see it
     assert not torch.allclose(hooked[0, 5:], unhooked[0, 5:])
 
 
 def test_strength_zero_is_identity(tiny: LoadedModel) -> None:
     ids, mask = _ids([9, 6], tiny.tokenizer.pad_token_id)
-    specs = [InjectionSpec(0, _vector(tiny, 4), 0.0, start=1), InjectionSpec(tiny.n_layers - 1, _vector(tiny, 5), 0.0, start=2)]
+    specs = [
+        InjectionSpec(0, _vector(tiny, 4), 0.0, start=1),
+        InjectionSpec(tiny.n_layers - 1, _vector(tiny, 5), 0.0, start=2),
+    ]
     _, unhooked = _run(tiny, ids, mask, [0])
     _, hooked = _run(tiny, ids, mask, [0], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype))
     assert torch.equal(hooked, unhooked)
@@ -140,9 +153,14 @@ def test_strength_zero_is_identity(tiny: LoadedModel) -> None:
 def test_position_zero_never_changes(tiny: LoadedModel) -> None:
     layer = 0
     ids, mask = _ids([7, 4], tiny.tokenizer.pad_token_id)
-    specs = [InjectionSpec(layer, _vector(tiny, 6), 10.0, start=0), InjectionSpec(layer, _vector(tiny, 7), 10.0, start=0, end=3)]
+    specs = [
+        InjectionSpec(layer, _vector(tiny, 6), 10.0, start=0),
+        InjectionSpec(layer, _vector(tiny, 7), 10.0, start=0, end=3),
+    ]
     unhooked, _ = _run(tiny, ids, mask, [layer])
-    hooked, _ = _run(tiny, ids, mask, [layer], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype))
+    hooked, _ = _run(
+        tiny, ids, mask, [layer], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype)
+    )
     first_real = (mask == 1).long().argmax(dim=1)
     for row in range(2):
         slot = int(first_real[row])
@@ -155,9 +173,14 @@ def test_left_padded_rows_use_their_own_positions(tiny: LoadedModel) -> None:
     lengths = [9, 6, 4, 7]
     windows: list[tuple[int, int | None] | None] = [(2, 5), (1, None), (3, 4), None]
     ids, mask = _ids(lengths, tiny.tokenizer.pad_token_id)
-    specs = [None if w is None else InjectionSpec(layer, _vector(tiny, 10 + i), 2.0, *w) for i, w in enumerate(windows)]
+    specs = [
+        None if w is None else InjectionSpec(layer, _vector(tiny, 10 + i), 2.0, *w)
+        for i, w in enumerate(windows)
+    ]
     unhooked, _ = _run(tiny, ids, mask, [layer])
-    hooked, _ = _run(tiny, ids, mask, [layer], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype))
+    hooked, _ = _run(
+        tiny, ids, mask, [layer], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype)
+    )
     changed = (hooked[layer] != unhooked[layer]).any(dim=-1)
     expected = torch.zeros_like(changed)
     pads = [9 - n for n in lengths]
@@ -165,17 +188,29 @@ def test_left_padded_rows_use_their_own_positions(tiny: LoadedModel) -> None:
     expected[1, pads[1] + 1 :] = True  # positions 1..5
     expected[2, pads[2] + 3] = True  # position 3
     assert torch.equal(changed, expected)
-    deltas = torch.stack([torch.zeros(tiny.d_model) if s is None else _delta(s, tiny.dtype) for s in specs])
+    deltas = torch.stack(
+        [torch.zeros(tiny.d_model) if s is None else _delta(s, tiny.dtype) for s in specs]
+    )
     assert torch.equal(hooked[layer], _exact(unhooked[layer], expected, deltas))
 
 
 def test_positions_fall_back_to_position_ids(tiny: LoadedModel) -> None:
     layer = 0
     ids, mask = _ids([8, 5], tiny.tokenizer.pad_token_id)
-    specs = [InjectionSpec(layer, _vector(tiny, 20), 2.0, 2, 6), InjectionSpec(layer, _vector(tiny, 21), 2.0, 2, 6)]
-    with_positions, _ = _run(tiny, ids, mask, [layer], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype))
+    specs = [
+        InjectionSpec(layer, _vector(tiny, 20), 2.0, 2, 6),
+        InjectionSpec(layer, _vector(tiny, 21), 2.0, 2, 6),
+    ]
+    with_positions, _ = _run(
+        tiny, ids, mask, [layer], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype)
+    )
     from_kwargs, _ = _run(
-        tiny, ids, mask, [layer], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype), set_positions=False
+        tiny,
+        ids,
+        mask,
+        [layer],
+        RowInjections(specs, tiny.d_model, "cpu", tiny.dtype),
+        set_positions=False,
     )
     assert torch.equal(from_kwargs[layer], with_positions[layer])
 
@@ -183,10 +218,21 @@ def test_positions_fall_back_to_position_ids(tiny: LoadedModel) -> None:
 def test_rows_inject_at_different_layers(tiny: LoadedModel) -> None:
     first, last = 0, tiny.n_layers - 1
     ids, mask = _ids([8, 8], tiny.tokenizer.pad_token_id)
-    specs = [InjectionSpec(first, _vector(tiny, 30), 3.0, 2), InjectionSpec(last, _vector(tiny, 31), 3.0, 4)]
-    only_first, _ = _run(tiny, ids, mask, [first, last], RowInjections([specs[0], None], tiny.d_model, "cpu", tiny.dtype))
+    specs = [
+        InjectionSpec(first, _vector(tiny, 30), 3.0, 2),
+        InjectionSpec(last, _vector(tiny, 31), 3.0, 4),
+    ]
+    only_first, _ = _run(
+        tiny,
+        ids,
+        mask,
+        [first, last],
+        RowInjections([specs[0], None], tiny.d_model, "cpu", tiny.dtype),
+    )
     unhooked, _ = _run(tiny, ids, mask, [first, last])
-    hooked, _ = _run(tiny, ids, mask, [first, last], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype))
+    hooked, _ = _run(
+        tiny, ids, mask, [first, last], RowInjections(specs, tiny.d_model, "cpu", tiny.dtype)
+    )
     positions = positions_from_mask(mask)
     # Layer `first`: only row 0 changes, by its delta inside its window.
     at_first = _expected_mask(positions, [(2, None), None])
@@ -203,16 +249,25 @@ def test_stacked_inject_contexts_both_apply(tiny: LoadedModel) -> None:
     ids, mask = _ids([8], tiny.tokenizer.pad_token_id)
     early = InjectionSpec(first, _vector(tiny, 40), 2.0, 3)
     late = InjectionSpec(last, _vector(tiny, 41), 2.0, 5)
-    early_only, _ = _run(tiny, ids, mask, [last], RowInjections([early], tiny.d_model, "cpu", tiny.dtype))
+    early_only, _ = _run(
+        tiny, ids, mask, [last], RowInjections([early], tiny.d_model, "cpu", tiny.dtype)
+    )
     positions = positions_from_mask(mask)
     rows_early = RowInjections([early], tiny.d_model, "cpu", tiny.dtype)
     rows_late = RowInjections([late], tiny.d_model, "cpu", tiny.dtype)
     rows_early.positions = rows_late.positions = positions
-    with torch.inference_mode(), inject(tiny, rows_early), inject(tiny, rows_late), record(tiny, [last]) as recorded:
+    with (
+        torch.inference_mode(),
+        inject(tiny, rows_early),
+        inject(tiny, rows_late),
+        record(tiny, [last]) as recorded,
+    ):
         assert hook_count(tiny) == 3
         tiny.model(input_ids=ids, attention_mask=mask)
     window = _expected_mask(positions, [(5, None)])
-    assert torch.equal(recorded[last], _exact(early_only[last], window, _delta(late, tiny.dtype)[None]))
+    assert torch.equal(
+        recorded[last], _exact(early_only[last], window, _delta(late, tiny.dtype)[None])
+    )
 
 
 def test_control_rows_and_other_rows_unaffected(tiny: LoadedModel) -> None:
@@ -221,7 +276,9 @@ def test_control_rows_and_other_rows_unaffected(tiny: LoadedModel) -> None:
     ids, mask = _ids([8, 8], tiny.tokenizer.pad_token_id)
     spec = InjectionSpec(0, _vector(tiny, 50), 6.0, 1)
     unhooked, logits_plain = _run(tiny, ids, mask, [layer])
-    hooked, logits_hooked = _run(tiny, ids, mask, [layer], RowInjections([spec, None], tiny.d_model, "cpu", tiny.dtype))
+    hooked, logits_hooked = _run(
+        tiny, ids, mask, [layer], RowInjections([spec, None], tiny.d_model, "cpu", tiny.dtype)
+    )
     assert torch.equal(hooked[layer][1], unhooked[layer][1])
     assert torch.equal(logits_hooked[1], logits_plain[1])
 
@@ -230,7 +287,12 @@ def test_control_rows_and_other_rows_unaffected(tiny: LoadedModel) -> None:
 
 
 def _rows(lm: LoadedModel, layers: list[int]) -> RowInjections:
-    return RowInjections([InjectionSpec(layer, _vector(lm, layer), 1.0, 1) for layer in layers], lm.d_model, "cpu", lm.dtype)
+    return RowInjections(
+        [InjectionSpec(layer, _vector(lm, layer), 1.0, 1) for layer in layers],
+        lm.d_model,
+        "cpu",
+        lm.dtype,
+    )
 
 
 def test_hooks_removed_after_normal_exit(tiny: LoadedModel) -> None:
@@ -245,7 +307,11 @@ def test_hooks_removed_after_normal_exit(tiny: LoadedModel) -> None:
 
 def test_hooks_removed_after_exception(tiny: LoadedModel) -> None:
     ids, mask = _ids([6], tiny.tokenizer.pad_token_id)
-    with pytest.raises(RuntimeError, match="boom"), inject(tiny, _rows(tiny, [0])), record(tiny, [0, 1]):
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        inject(tiny, _rows(tiny, [0])),
+        record(tiny, [0, 1]),
+    ):
         assert hook_count(tiny) == 3
         raise RuntimeError("boom")
     assert hook_count(tiny) == 0
@@ -337,7 +403,9 @@ def test_vector_must_be_one_dimensional() -> None:
 def test_wrong_vector_width_errors(tiny_models: dict[str, LoadedModel]) -> None:
     lm = tiny_models["llama"]
     spec = InjectionSpec(0, torch.ones(lm.d_model + 1), 1.0, 1)
-    with pytest.raises(InjectionError, match=rf"width {lm.d_model + 1}, the model has {lm.d_model}"):
+    with pytest.raises(
+        InjectionError, match=rf"width {lm.d_model + 1}, the model has {lm.d_model}"
+    ):
         RowInjections([None, spec], lm.d_model, "cpu", lm.dtype)
 
 
@@ -350,7 +418,9 @@ def test_empty_or_negative_window_errors(start: int, end: int | None) -> None:
 @pytest.mark.parametrize(("start", "end"), [(10, None), (12, None), (3, 11), (10, 20)])
 def test_window_outside_prompt_errors(start: int, end: int | None) -> None:
     spec = InjectionSpec(0, torch.ones(4), 1.0, start, end)
-    with pytest.raises(InjectionError, match=rf"window \[{start}, {end}\) falls outside the 10-token prompt"):
+    with pytest.raises(
+        InjectionError, match=rf"window \[{start}, {end}\) falls outside the 10-token prompt"
+    ):
         spec.check_fits(10)
 
 
@@ -362,8 +432,13 @@ def test_window_inside_prompt_fits(start: int, end: int | None) -> None:
 @pytest.mark.parametrize("layer", [-1, 3, 99])
 def test_layer_out_of_range_errors(tiny_models: dict[str, LoadedModel], layer: int) -> None:
     lm = tiny_models["llama"]
-    rows = RowInjections([InjectionSpec(layer, torch.ones(lm.d_model), 1.0, 1)], lm.d_model, "cpu", lm.dtype)
-    message = rf"layer {layer} is out of range for tiny:llama with 3 decoder layers; use an index in \[0, 2\]"
+    rows = RowInjections(
+        [InjectionSpec(layer, torch.ones(lm.d_model), 1.0, 1)], lm.d_model, "cpu", lm.dtype
+    )
+    message = (
+        rf"layer {layer} is out of range for tiny:llama with 3 decoder layers; "
+        r"use an index in \[0, 2\]"
+    )
     with pytest.raises(LayerOutOfRangeError, match=message), inject(lm, rows):
         pass
     with pytest.raises(LayerOutOfRangeError, match=message), record(lm, [0, layer]):
@@ -375,7 +450,10 @@ def test_missing_positions_error_names_site() -> None:
     block = torch.nn.Identity()
     lm = SimpleNamespace(layers=[block], n_layers=1, spec="fake")
     rows = RowInjections([InjectionSpec(0, torch.ones(4), 1.0, 1)], 4, "cpu", torch.float32)
-    with pytest.raises(InjectionError, match=r"no token positions at blocks\.0\.hook_resid_post"), inject(lm, rows):  # type: ignore[arg-type]
+    with (
+        pytest.raises(InjectionError, match=r"no token positions at blocks\.0\.hook_resid_post"),
+        inject(lm, rows),
+    ):  # type: ignore[arg-type]
         block(torch.zeros(1, 3, 4))
     assert len(block._forward_hooks) == 0
 
@@ -383,9 +461,13 @@ def test_missing_positions_error_names_site() -> None:
 def test_positions_shape_mismatch_errors(tiny_models: dict[str, LoadedModel]) -> None:
     lm = tiny_models["llama"]
     ids, mask = _ids([6], lm.tokenizer.pad_token_id)
-    rows = RowInjections([InjectionSpec(0, torch.ones(lm.d_model), 1.0, 1)], lm.d_model, "cpu", lm.dtype)
+    rows = RowInjections(
+        [InjectionSpec(0, torch.ones(lm.d_model), 1.0, 1)], lm.d_model, "cpu", lm.dtype
+    )
     rows.positions = torch.arange(5)[None]
-    with pytest.raises(InjectionError, match=r"positions of shape \(1, 5\) do not match activations \(1, 6\)"):
+    with pytest.raises(
+        InjectionError, match=r"positions of shape \(1, 5\) do not match activations \(1, 6\)"
+    ):
         with torch.inference_mode(), inject(lm, rows):
             lm.model(input_ids=ids, attention_mask=mask)
 
@@ -415,7 +497,9 @@ def test_window_property_changes_exactly_the_window(
     spec = InjectionSpec(layer, _vector(lm, length), strength, start, end)
     spec.check_fits(length)
     unhooked, _ = _run(lm, ids, mask, [layer])
-    hooked, _ = _run(lm, ids, mask, [layer], RowInjections([spec, None], lm.d_model, "cpu", lm.dtype))
+    hooked, _ = _run(
+        lm, ids, mask, [layer], RowInjections([spec, None], lm.d_model, "cpu", lm.dtype)
+    )
     window = _expected_mask(positions_from_mask(mask), [(start, end), None])
     deltas = torch.stack([_delta(spec, lm.dtype), torch.zeros(lm.d_model)])
     assert torch.equal(hooked[layer], _exact(unhooked[layer], window, deltas))
@@ -439,9 +523,13 @@ def test_positions_from_mask_counts_real_tokens(lengths: list[int]) -> None:
     start=st.integers(min_value=0, max_value=30),
     length=st.none() | st.integers(min_value=1, max_value=10),
 )
-def test_window_mask_is_the_half_open_window(positions: list[int], start: int, length: int | None) -> None:
+def test_window_mask_is_the_half_open_window(
+    positions: list[int], start: int, length: int | None
+) -> None:
     end = None if length is None else start + length
-    rows = RowInjections([InjectionSpec(0, torch.ones(2), 1.0, start, end), None], 2, "cpu", torch.float32)
+    rows = RowInjections(
+        [InjectionSpec(0, torch.ones(2), 1.0, start, end), None], 2, "cpu", torch.float32
+    )
     grid = torch.tensor([positions, positions])
     mask = rows.window_mask(grid)
     stop = OPEN_END if end is None else end
@@ -455,7 +543,9 @@ def test_select_and_extend_keep_rows_in_step() -> None:
     rows.select(torch.tensor([2, 0]))
     assert rows.starts.tolist() == [3, 1]
     assert rows.deltas[0][:, 0].tolist() == [3.0, 1.0]
-    other = RowInjections([None, InjectionSpec(1, torch.full((2,), 9.0), 2.0, 4, 6)], 2, "cpu", torch.float32)
+    other = RowInjections(
+        [None, InjectionSpec(1, torch.full((2,), 9.0), 2.0, 4, 6)], 2, "cpu", torch.float32
+    )
     rows.extend(other)
     assert rows.batch_size == 4
     assert rows.starts.tolist() == [3, 1, 0, 4]

@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from introspection_bench import models
-from introspection_bench.errors import LayerOutOfRangeError, ModelSpecError, UnsupportedArchitectureError
+from introspection_bench.errors import (
+    LayerOutOfRangeError,
+    ModelSpecError,
+    UnsupportedArchitectureError,
+)
 from introspection_bench.hooks import record
 from introspection_bench.models import (
     DECODER_LAYER_PATHS,
@@ -67,31 +71,43 @@ def four_layers(tiny_models: dict[str, LoadedModel]) -> LoadedModel:
 
 
 @pytest.mark.parametrize(("layer", "index"), [(0, 0), (1, 1), (3, 3), (-1, 3), (-4, 0), (-2, 2)])
-def test_resolve_layer_indices_and_negatives(four_layers: LoadedModel, layer: int, index: int) -> None:
+def test_resolve_layer_indices_and_negatives(
+    four_layers: LoadedModel, layer: int, index: int
+) -> None:
     assert four_layers.resolve_layer(layer) == index
 
 
-@pytest.mark.parametrize(("fraction", "index"), [(0.1, 0), (0.5, 2), (0.67, 3), (0.74, 3), (0.99, 3)])
-def test_resolve_layer_fractions_round_and_clip(four_layers: LoadedModel, fraction: float, index: int) -> None:
+@pytest.mark.parametrize(
+    ("fraction", "index"), [(0.1, 0), (0.5, 2), (0.67, 3), (0.74, 3), (0.99, 3)]
+)
+def test_resolve_layer_fractions_round_and_clip(
+    four_layers: LoadedModel, fraction: float, index: int
+) -> None:
     assert four_layers.resolve_layer(fraction) == index
 
 
 @pytest.mark.parametrize("layer", [4, 5, -5, 100])
 def test_resolve_layer_out_of_range_index(four_layers: LoadedModel, layer: int) -> None:
-    with pytest.raises(LayerOutOfRangeError, match=rf"layer {layer} is out of range .* 4 decoder layers.*\[0, 3\]"):
+    with pytest.raises(
+        LayerOutOfRangeError, match=rf"layer {layer} is out of range .* 4 decoder layers.*\[0, 3\]"
+    ):
         four_layers.resolve_layer(layer)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.5])
 def test_resolve_layer_out_of_range_fraction(four_layers: LoadedModel, fraction: float) -> None:
-    with pytest.raises(LayerOutOfRangeError, match=rf"fraction {re.escape(str(fraction))} is outside \(0, 1\)"):
+    with pytest.raises(
+        LayerOutOfRangeError, match=rf"fraction {re.escape(str(fraction))} is outside \(0, 1\)"
+    ):
         four_layers.resolve_layer(fraction)
 
 
 # --- architectures --------------------------------------------------------------------------
 
 
-def test_tiny_architecture_layer_count(tiny: LoadedModel, tiny_layer_counts: dict[str, int]) -> None:
+def test_tiny_architecture_layer_count(
+    tiny: LoadedModel, tiny_layer_counts: dict[str, int]
+) -> None:
     model_type = tiny.model.config.model_type
     assert tiny.n_layers == tiny_layer_counts[model_type]
     assert tiny.d_model == 64
@@ -103,7 +119,7 @@ def test_tiny_architecture_layer_count(tiny: LoadedModel, tiny_layer_counts: dic
 
 
 def test_tiny_architecture_blocks_output_the_residual_stream(tiny: LoadedModel) -> None:
-    """The recorded output of block L is hidden_states[L + 1] (the residual stream after block L)."""
+    """The recorded output of block L is hidden_states[L + 1] (the residual stream after L)."""
     ids = torch.tensor([[5, 17, 300, 42, 9, 1001, 7]])
     inner = list(range(tiny.n_layers - 1))  # the last hidden state has the final norm applied
     with torch.inference_mode(), record(tiny, inner) as recorded:
@@ -113,19 +129,39 @@ def test_tiny_architecture_blocks_output_the_residual_stream(tiny: LoadedModel) 
 
 
 def test_gemma3_multimodal_uses_language_model_layers(smollm2_tokenizer: Any) -> None:
-    from transformers import AutoModelForCausalLM, Gemma3Config, Gemma3TextConfig, SiglipVisionConfig
+    from transformers import (
+        AutoModelForCausalLM,
+        Gemma3Config,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
 
     vocab = len(smollm2_tokenizer)
     text = Gemma3TextConfig(
-        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=6,
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=6,
     )
     vision = SiglipVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
     )
     config = Gemma3Config(
-        text_config=text, vision_config=vision, mm_tokens_per_image=4,
-        image_token_index=vocab - 1, boi_token_index=vocab - 2, eoi_token_index=vocab - 3,
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        image_token_index=vocab - 1,
+        boi_token_index=vocab - 2,
+        eoi_token_index=vocab - 3,
     )
     model = AutoModelForCausalLM.from_config(config)
     lm = wrap_model(model, smollm2_tokenizer, spec="tiny:gemma3")
@@ -141,8 +177,12 @@ def test_unsupported_architecture_lists_supported(smollm2_tokenizer: Any) -> Non
     from transformers import AutoModelForCausalLM, OPTConfig
 
     config = OPTConfig(
-        vocab_size=len(smollm2_tokenizer), hidden_size=32, ffn_dim=64, num_hidden_layers=1,
-        num_attention_heads=2, word_embed_proj_dim=32,
+        vocab_size=len(smollm2_tokenizer),
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
     )
     model = AutoModelForCausalLM.from_config(config)
     with pytest.raises(UnsupportedArchitectureError) as error:
@@ -177,7 +217,9 @@ def test_fingerprint_differs_for_one_changed_weight(tiny_builder: Any) -> None:
     assert wrap_model(lm.model, lm.tokenizer, spec="x").fingerprint != before
 
 
-def test_fingerprint_differs_for_different_chat_template(tiny_models: dict[str, LoadedModel], fresh_tokenizer: Any) -> None:
+def test_fingerprint_differs_for_different_chat_template(
+    tiny_models: dict[str, LoadedModel], fresh_tokenizer: Any
+) -> None:
     lm = tiny_models["llama"]
     fresh_tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     assert wrap_model(lm.model, fresh_tokenizer, spec="x").fingerprint != lm.fingerprint
@@ -218,7 +260,10 @@ def test_missing_gguf_file_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("device", ["tpu", "cuda:x", "gpu", "CPU", ""])
 def test_bad_device_errors(device: str) -> None:
-    with pytest.raises(ModelSpecError, match=rf"unknown device {re.escape(repr(device))}; use auto, cpu, cuda or cuda:N"):
+    with pytest.raises(
+        ModelSpecError,
+        match=rf"unknown device {re.escape(repr(device))}; use auto, cpu, cuda or cuda:N",
+    ):
         load_model("default", device=device, dtype="fp32")
 
 
@@ -231,7 +276,10 @@ def test_cuda_without_cuda_errors(device: str) -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "fp64", "bfloat16", "", "FP32"])
 def test_bad_dtype_errors(dtype: str) -> None:
-    with pytest.raises(ModelSpecError, match=rf"unknown dtype {re.escape(repr(dtype))}; use one of auto, bf16, fp16, fp32"):
+    with pytest.raises(
+        ModelSpecError,
+        match=rf"unknown dtype {re.escape(repr(dtype))}; use one of auto, bf16, fp16, fp32",
+    ):
         load_model("default", device="cpu", dtype=dtype)
 
 
@@ -258,7 +306,9 @@ def test_default_model_loads(smollm2: LoadedModel) -> None:
     assert smollm2.tokenizer.padding_side == "left"
 
 
-def test_default_conversion_cache_reused(smollm2_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_conversion_cache_reused(
+    smollm2_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = smollm2_dir / "config.json"
     mtime = config.stat().st_mtime_ns
     from transformers import AutoModelForCausalLM
