@@ -20,6 +20,7 @@ RUN_CONFIG = pytest.StashKey["Any"]()
 VERDICTS = pytest.StashKey[list]()
 REPORT_DIR = pytest.StashKey[Path]()
 STARTED = pytest.StashKey[float]()
+BASELINE = pytest.StashKey["dict[str, Any]"]()
 VERDICT_PROPERTY = "introspection_bench_verdict"
 
 
@@ -68,6 +69,13 @@ def pytest_configure(config: pytest.Config) -> None:
     except IntrospectionBenchError as error:
         raise pytest.UsageError(str(error)) from error
     config.stash[RUN_CONFIG] = run
+    if options.ib_baseline:
+        from introspection_bench.summary import load_summary
+
+        try:
+            config.stash[BASELINE] = load_summary(Path(options.ib_baseline))
+        except IntrospectionBenchError as error:
+            raise pytest.UsageError(f"--baseline: {error}") from error
     config.stash[VERDICTS] = []
     config.pluginmanager.register(_VerdictCollector(config), "introspection-bench-verdicts")
     name = options.ib_report_dir or f"reports/{_slug(run.model)}-{run.profile}-{run.key_hash()}"
@@ -91,6 +99,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "layer_cell" in metafunc.fixturenames:
         cells = [Cell(layer, None) for layer in run.layers]
         metafunc.parametrize("layer_cell", cells, ids=[c.label for c in cells])
+    if "baseline_metric" in metafunc.fixturenames:
+        baseline = metafunc.config.stash.get(BASELINE, None)
+        if baseline is None:
+            off = pytest.mark.skip(reason="no --baseline summary.json given: regression checks are off")
+            metafunc.parametrize("baseline_metric", [pytest.param(None, marks=off)], ids=["no-baseline"])
+        else:
+            keys = [metric["key"] for metric in baseline["metrics"]]
+            metafunc.parametrize("baseline_metric", keys, ids=keys)
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +136,32 @@ def check(bench: Any, request: pytest.FixtureRequest) -> Any:
         request.node.user_properties.append((VERDICT_PROPERTY, bench.verdict_dict(verdict)))
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
+
+    return run_check
+
+
+@pytest.fixture(scope="session")
+def regression_comparison(bench: Any, request: pytest.FixtureRequest) -> Any:
+    """This run's metrics compared to the --baseline summary (computed once per session)."""
+    from introspection_bench.regression import compare_run
+
+    return compare_run(bench, request.config.stash[BASELINE], float(bench.thresholds["alpha"]))
+
+
+@pytest.fixture
+def regression(request: pytest.FixtureRequest) -> Any:
+    """`regression(key)`: fail when the baseline metric `key` regressed significantly."""
+
+    def run_check(key: str) -> None:
+        try:
+            comparison = request.getfixturevalue("regression_comparison")
+            row = comparison.row(key)
+        except IntrospectionBenchError as error:
+            pytest.fail(f"--baseline: {error}", pytrace=False)
+        if row.current is None or not row.method:
+            pytest.skip(f"{key}: not measured in this run (sweep or tests differ from the baseline)")
+        if row.failed:
+            pytest.fail(row.message(), pytrace=False)
 
     return run_check
 
