@@ -272,3 +272,45 @@ def format_table(comparison: Comparison) -> str:
         f"(two-sided, Holm, alpha={comparison.alpha:g})"
     )
     return "\n".join(text)
+
+
+def compare_run(bench: Any, baseline: Mapping[str, Any], alpha: float = 0.05) -> Comparison:
+    """Compare a live run (the suite's `bench`, a `runner.SuiteRunner`) to a baseline summary.
+
+    The comparability check comes first (nothing is generated for a refused baseline); then
+    the verdict of every (test, cell) of the baseline that this run's sweep also has is taken
+    from `bench.verdict` (running its protocol when needed), and their metrics are compared.
+
+    Args:
+        bench: The suite runner: `verdict(test, cell)`, `verdict_dict(verdict)`, `identity()`,
+            `session.config` (layers, strengths).
+        baseline: The baseline summary (`summary.load_summary`).
+        alpha: Family-wise error rate of the Holm procedure.
+
+    Returns:
+        The comparison; baseline metrics this run does not measure are rows with status `missing`.
+
+    Raises:
+        ConfigError: When the runs are not comparable.
+
+    """
+    from introspection_bench.protocols.base import Cell
+    from introspection_bench.runner import TEST_OWNERS
+    from introspection_bench.summary import flat_metrics
+
+    wanted = [v for v in baseline["verdicts"] if v["test"] in TEST_OWNERS]
+    versions = {TEST_OWNERS[v["test"]].NAME: str(TEST_OWNERS[v["test"]].VERSION) for v in wanted}
+    identity = bench.identity()
+    notes = check_comparable(baseline, {"identity": identity, "protocols": versions})
+    config = bench.session.config
+    labels = {Cell(layer, strength).label for layer in config.layers for strength in (*config.strengths, None)}
+    labels.add(Cell(None, None).label)
+    verdicts, seen = [], set()
+    for v in wanted:
+        cell = Cell(v["cell"]["layer"], v["cell"]["strength"])
+        if cell.label not in labels or (v["test"], cell.label) in seen:
+            continue
+        seen.add((v["test"], cell.label))
+        verdicts.append(bench.verdict_dict(bench.verdict(v["test"], cell)))
+    rows = compare_metrics(baseline["metrics"], flat_metrics(verdicts), alpha)
+    return Comparison(rows, alpha, notes)

@@ -184,3 +184,44 @@ def edit_summary(run_dir: Path, change: Any) -> None:
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data, indent=2))
+
+
+_CACHE: dict[tuple[Any, ...], Path] = {}
+
+
+def cached_run(**kwargs: Any) -> Path:
+    """A synthetic run made once per process (read-only: copy it before editing)."""
+    import tempfile
+
+    key = tuple(sorted(kwargs.items()))
+    if key not in _CACHE:
+        _CACHE[key] = make_run(Path(tempfile.mkdtemp(prefix="ib-synthetic-")) / str(kwargs.get("model", "run")),
+                               **kwargs)
+    return _CACHE[key]
+
+
+def chromium() -> str | None:
+    """Path of a Chromium / Chrome binary, or None."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def dump_dom(url: str, profile_dir: Path, timeout_s: float = 60) -> str:
+    """The DOM after load (scripts run) of `url` in headless Chromium."""
+    import subprocess
+
+    binary = chromium()
+    if binary is None:
+        raise RuntimeError("chromium is not installed")
+    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+               f"--user-data-dir={profile_dir}", "--virtual-time-budget=5000", "--dump-dom", url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if done.returncode != 0 or "<html" not in done.stdout:
+        raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout

@@ -1,0 +1,6 @@
+"""Model-release CI: no introspection metric fell and no control's false positives rose against
+`--baseline reports/<prev>/summary.json` (two-sided, Holm over metrics). Skipped without --baseline."""
+
+
+def test_no_regression(regression, baseline_metric):
+    regression(baseline_metric)
