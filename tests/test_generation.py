@@ -22,6 +22,7 @@ from introspection_bench.generation import (
     Decoder,
     GenerationRequest,
     generate,
+    row_uniforms,
     seed_from_id,
 )
 from introspection_bench.hooks import InjectionSpec, RowInjections, hook_count, inject
@@ -348,6 +349,37 @@ def test_seed_from_id_differs_across_ids_and_base_seeds() -> None:
     assert len(seeds) == len(ids)
     assert seed_from_id("trial-0", 0) != seed_from_id("trial-0", 1)
     assert all(0 <= s < 2**63 for s in seeds)
+
+
+def test_row_uniforms_depend_only_on_own_seed_and_step() -> None:
+    seeds = torch.tensor([seed_from_id(f"t{k}") for k in range(5)])
+    steps = torch.tensor([0, 3, 3, 10, 1])
+    together = row_uniforms(seeds, steps, 300)
+    for row in range(5):
+        alone = row_uniforms(seeds[row : row + 1], steps[row : row + 1], 300)
+        assert torch.equal(alone[0], together[row])
+    assert float(together.min()) > 0.0 and float(together.max()) < 1.0
+    assert not torch.equal(together[1], together[2])  # same step, different seed
+    later = row_uniforms(seeds[:1], torch.tensor([1]), 300)
+    assert not torch.equal(later[0], together[0])  # same seed, next step
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+@pytest.mark.parametrize("stream", ["seeds", "steps"])
+def test_gumbel_sampling_matches_softmax(temperature: float, stream: str) -> None:
+    """argmax(logits / T + Gumbel(uniforms)) is distributed as softmax(logits / T)."""
+    from scipy import stats as scipy_stats
+
+    draws = 20000
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0])
+    if stream == "seeds":  # many trials, first step (adjacent seeds: the hardest case)
+        seeds, steps = torch.arange(draws), torch.zeros(draws, dtype=torch.long)
+    else:  # one trial, many steps
+        seeds, steps = torch.full((draws,), seed_from_id("one")), torch.arange(draws)
+    gumbel = -torch.log(-torch.log(row_uniforms(seeds, steps, 5)))
+    counts = torch.bincount((logits / temperature + gumbel).argmax(-1), minlength=5).double()
+    expected = torch.softmax(logits.double() / temperature, -1) * draws
+    assert scipy_stats.chisquare(counts.numpy(), expected.numpy()).pvalue > 1e-3
 
 
 def test_sampling_is_reproducible_and_seed_dependent(tiny_models: dict[str, LoadedModel]) -> None:
