@@ -179,7 +179,11 @@ class Decoder:
         if batch is not None and (not waiting or free <= 0 or not can_merge or (active and free < self.batch_size // 2)):
             return batch
         group = [waiting.popleft() for _ in range(min(free, len(waiting)))]
-        fresh = self._prefill(requests, group)
+        try:
+            fresh = self._prefill(requests, group)
+        except torch.OutOfMemoryError:
+            waiting.extendleft(reversed(group))
+            raise
         return fresh if batch is None or active == 0 else _merge(batch, fresh)
 
     def _prefill(self, requests: Sequence[GenerationRequest], group: list[int]) -> _Batch:
