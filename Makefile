@@ -26,6 +26,11 @@ $(STAMP): pyproject.toml Makefile
 	# so this compiles llama.cpp (several minutes once; pip caches the wheel).
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) $(PY) -m pip install -q 'llama-cpp-python[server]==0.3.36'
 	$(PY) -m pip install -q -e '.[dev]'
+	# Headless Chromium renders report.html and the leaderboard page in tests (skipped without it).
+	# apt-get needs root (as in CI); elsewhere install it yourself: sudo apt-get install -y chromium
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+		echo "chromium not installed: browser checks in tests/test_report.py and tests/test_leaderboard.py will be skipped"
 	touch $(STAMP)
 
 run: $(STAMP)
