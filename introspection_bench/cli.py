@@ -17,7 +17,9 @@ from introspection_bench.errors import IntrospectionBenchError
 def _report(args: argparse.Namespace) -> int:
     from introspection_bench.report import write_reports
 
-    html_path, md_path = write_reports(Path(args.run_dir), judge_accuracy=not args.no_judge_accuracy)
+    html_path, md_path = write_reports(
+        Path(args.run_dir), judge_accuracy=not args.no_judge_accuracy
+    )
     print(f"report: {html_path}\nmarkdown: {md_path}")
     return 0
 
@@ -26,7 +28,9 @@ def _compare(args: argparse.Namespace) -> int:
     from introspection_bench.regression import compare_summaries, format_table
     from introspection_bench.summary import load_summary
 
-    comparison = compare_summaries(load_summary(Path(args.baseline)), load_summary(Path(args.current)), args.alpha)
+    comparison = compare_summaries(
+        load_summary(Path(args.baseline)), load_summary(Path(args.current)), args.alpha
+    )
     print(format_table(comparison))
     for row in comparison.regressions:
         print(row.message())
@@ -37,8 +41,11 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from introspection_bench.leaderboard import build_leaderboard
 
     board = build_leaderboard([Path(p) for p in args.submissions], Path(args.out), judge=args.judge)
-    print(f"leaderboard: {board.html_path} ({len(board.accepted)} accepted, {len(board.rejected)} rejected; "
-          f"judge {board.judge})")
+    print(
+        f"leaderboard: {board.html_path} "
+        f"({len(board.accepted)} accepted, {len(board.rejected)} rejected; "
+        f"judge {board.judge})"
+    )
     for submission in board.rejected:
         print(f"rejected {submission.source}:")
         for reason in submission.reasons:
@@ -55,7 +62,10 @@ def _merge(args: argparse.Namespace) -> int:
     store = RecordStore(run_dir)
     shards = [p.name for p in store.shard_paths()]
     path = store.merge_shards()
-    print(f"merged {len(shards)} file(s) ({', '.join(shards) or 'none'}) into {path}: {len(store)} trials")
+    print(
+        f"merged {len(shards)} file(s) ({', '.join(shards) or 'none'}) into {path}: "
+        f"{len(store)} trials"
+    )
     return 0
 
 
@@ -64,7 +74,10 @@ def _validate(args: argparse.Namespace) -> int:
 
     submission = load_submission(Path(args.run_dir))
     if submission.accepted:
-        print(f"{args.run_dir}: valid ({len(submission.records)} trials, schema, stimuli, rates and controls checked)")
+        print(
+            f"{args.run_dir}: valid ({len(submission.records)} trials; "
+            "schema, stimuli, rates and controls checked)"
+        )
         return 0
     print(f"{args.run_dir}: invalid")
     for reason in submission.reasons:
@@ -73,33 +86,52 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="introspection-bench", description=__doc__.splitlines()[0])
+    """Build the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="introspection-bench", description=__doc__.splitlines()[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    report = commands.add_parser("report", help="write report.html and report.md of a run directory")
+    report = commands.add_parser(
+        "report", help="write report.html and report.md of a run directory"
+    )
     report.add_argument("run_dir", help="run directory with summary.json and trials.jsonl")
-    report.add_argument("--no-judge-accuracy", action="store_true",
-                        help="do not measure the rule judge on fixtures/grading (use a cached measurement only)")
+    report.add_argument(
+        "--no-judge-accuracy",
+        action="store_true",
+        help="do not measure the rule judge on fixtures/grading (use a cached measurement only)",
+    )
     report.set_defaults(handler=_report)
 
-    compare = commands.add_parser("compare", help="compare two summaries metric by metric (regression check)")
+    compare = commands.add_parser(
+        "compare", help="compare two summaries metric by metric (regression check)"
+    )
     compare.add_argument("baseline", help="baseline summary.json (or its run directory)")
     compare.add_argument("current", help="current summary.json (or its run directory)")
-    compare.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (Holm), default 0.05")
+    compare.add_argument(
+        "--alpha", type=float, default=0.05, help="family-wise error rate (Holm), default 0.05"
+    )
     compare.set_defaults(handler=_compare)
 
-    board = commands.add_parser("leaderboard", help="validate submissions and build a static leaderboard page")
+    board = commands.add_parser(
+        "leaderboard", help="validate submissions and build a static leaderboard page"
+    )
     board.add_argument("submissions", nargs="+", help="run directories or their summary.json files")
-    board.add_argument("--out", required=True, help="output directory for index.html and leaderboard.json")
-    board.add_argument("--judge", default=None, help="required grader as name@version (default: the most common)")
+    board.add_argument(
+        "--out", required=True, help="output directory for index.html and leaderboard.json"
+    )
+    board.add_argument(
+        "--judge", default=None, help="required grader as name@version (default: the most common)"
+    )
     board.set_defaults(handler=_leaderboard)
 
     merge = commands.add_parser("merge", help="fold worker / shard trial files into trials.jsonl")
     merge.add_argument("run_dir")
     merge.set_defaults(handler=_merge)
 
-    validate = commands.add_parser("validate", help="check a run directory as the leaderboard would")
+    validate = commands.add_parser(
+        "validate", help="check a run directory as the leaderboard would"
+    )
     validate.add_argument("run_dir")
     validate.set_defaults(handler=_validate)
     return parser

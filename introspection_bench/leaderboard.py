@@ -80,7 +80,9 @@ def load_submission(path: Path) -> Submission:
         return submission
     trials = run_dir / TRIALS_FILE
     if not trials.is_file():
-        submission.reasons.append(f"no {TRIALS_FILE} beside the summary: its metrics cannot be checked")
+        submission.reasons.append(
+            f"no {TRIALS_FILE} beside the summary: its metrics cannot be checked"
+        )
         return submission
     try:
         submission.records = list(read_records(trials))
@@ -104,13 +106,22 @@ def check_submission(summary: Mapping[str, Any], records: Sequence[TrialRecord])
     stimuli = summary["identity"]["stimuli_hash"]
     pinned = pinned_stimuli_hash()
     if stimuli != pinned:
-        reasons.append(f"stimuli hash {stimuli[:12]}... is not the pinned paper_stimuli.json ({pinned[:12]}...)")
+        reasons.append(
+            f"stimuli hash {stimuli[:12]}... is not the pinned paper_stimuli.json "
+            f"({pinned[:12]}...)"
+        )
     present = {(m["name"], m["condition"]) for m in summary["metrics"]}
-    missing = [f"{name}[{condition}]" for name, condition in REQUIRED_CONTROLS if (name, condition) not in present]
+    missing = [
+        f"{name}[{condition}]"
+        for name, condition in REQUIRED_CONTROLS
+        if (name, condition) not in present
+    ]
     if missing:
         reasons.append(f"required controls missing: {', '.join(missing)}")
     if summary["n_trials"] != len(records):
-        reasons.append(f"summary counts {summary['n_trials']} trials, trials.jsonl holds {len(records)}")
+        reasons.append(
+            f"summary counts {summary['n_trials']} trials, trials.jsonl holds {len(records)}"
+        )
     judge = summary["identity"]["judge"]
     foreign = sorted({r.judge for r in records if r.grades and r.judge != judge})
     if foreign:
@@ -137,7 +148,9 @@ def _criteria() -> dict[tuple[str, str | None], Callable[[TrialRecord], bool] | 
     }
 
 
-def recompute_mismatches(metrics: Sequence[Mapping[str, Any]], records: Sequence[TrialRecord]) -> list[str]:
+def recompute_mismatches(
+    metrics: Sequence[Mapping[str, Any]], records: Sequence[TrialRecord]
+) -> list[str]:
     """Recompute every simple rate of the summary from its records; describe each mismatch.
 
     Compound metrics (thought_vs_text.both) are not recomputed; the intentional-control means
@@ -155,12 +168,19 @@ def recompute_mismatches(metrics: Sequence[Mapping[str, Any]], records: Sequence
         if metric["protocol"] == "intentional_control":
             problems.extend(_intentional_mismatch(metric, mine))
             continue
-        criterion = criteria.get((metric["name"], metric["condition"]), criteria.get((metric["name"], None)))
+        criterion = criteria.get(
+            (metric["name"], metric["condition"]), criteria.get((metric["name"], None))
+        )
         if criterion is None or metric.get("k") is None:
             continue
-        found = rate_of(select(mine, metric["condition"], metric["layer"], metric["strength"]), criterion)
+        found = rate_of(
+            select(mine, metric["condition"], metric["layer"], metric["strength"]), criterion
+        )
         if (found.k, found.n) != (metric["k"], metric["n"]):
-            problems.append(f"{metric['key']}: summary {metric['k']}/{metric['n']}, trials.jsonl gives {found.k}/{found.n}")
+            problems.append(
+                f"{metric['key']}: summary {metric['k']}/{metric['n']}, "
+                f"trials.jsonl gives {found.k}/{found.n}"
+            )
     return problems
 
 
@@ -172,26 +192,40 @@ def _intentional_mismatch(metric: Mapping[str, Any], records: Sequence[TrialReco
             pairs.setdefault(int(r.extra["pair"]), {})[r.condition] = r
     complete = [p for p in pairs.values() if "think" in p and "dont_think" in p]
     if metric["name"].endswith("think_minus_dont"):
-        values = [p["think"].extra["cosine_word"][layer] - p["dont_think"].extra["cosine_word"][layer] for p in complete]
+        values = [
+            p["think"].extra["cosine_word"][layer] - p["dont_think"].extra["cosine_word"][layer]
+            for p in complete
+        ]
     else:
-        values = [p["dont_think"].extra["cosine_word"][layer] - p["dont_think"].extra["cosine_baseline"][layer]
-                  for p in complete]
+        values = [
+            p["dont_think"].extra["cosine_word"][layer]
+            - p["dont_think"].extra["cosine_baseline"][layer]
+            for p in complete
+        ]
     mean = sum(values) / len(values) if values else math.nan
-    if len(values) != metric["n"] or not math.isclose(mean, metric["estimate"], rel_tol=1e-6, abs_tol=1e-9):
-        return [f"{metric['key']}: summary mean {metric['estimate']:+.5f} (n={metric['n']}), "
-                f"trials.jsonl gives {mean:+.5f} (n={len(values)})"]
+    if len(values) != metric["n"] or not math.isclose(
+        mean, metric["estimate"], rel_tol=1e-6, abs_tol=1e-9
+    ):
+        return [
+            f"{metric['key']}: summary mean {metric['estimate']:+.5f} (n={metric['n']}), "
+            f"trials.jsonl gives {mean:+.5f} (n={len(values)})"
+        ]
     return []
 
 
 def check_same_judge(submissions: Sequence[Submission], judge: str | None = None) -> str | None:
-    """Reject accepted submissions graded by another judge than `judge` (default: the most common)."""
-    judges = Counter(s.summary["identity"]["judge"] for s in submissions if s.accepted and s.summary)
+    """Reject accepted submissions graded by another judge than `judge` (default: most common)."""
+    judges = Counter(
+        s.summary["identity"]["judge"] for s in submissions if s.accepted and s.summary
+    )
     if not judges:
         return judge
     chosen = judge or sorted(judges.items(), key=lambda item: (-item[1], item[0]))[0][0]
     for s in submissions:
         if s.accepted and s.summary and s.summary["identity"]["judge"] != chosen:
-            s.reasons.append(f"graded by {s.summary['identity']['judge']}; this leaderboard uses {chosen}")
+            s.reasons.append(
+                f"graded by {s.summary['identity']['judge']}; this leaderboard uses {chosen}"
+            )
     return chosen
 
 
@@ -203,28 +237,42 @@ def _pct(value: float) -> str:
 
 
 def _where(metric: Mapping[str, Any]) -> str:
-    parts = [f"L{metric['layer']}" if metric["layer"] is not None else "",
-             f"s{metric['strength']:g}" if metric["strength"] is not None else ""]
+    parts = [
+        f"L{metric['layer']}" if metric["layer"] is not None else "",
+        f"s{metric['strength']:g}" if metric["strength"] is not None else "",
+    ]
     return " ".join(p for p in parts if p)
 
 
 def _rate_value(metric: Mapping[str, Any], note: str = "") -> Value:
     interval = metric["interval"]
     where = _where(metric)
-    text = f"{metric['k']}/{metric['n']} = {_pct(metric['estimate'])} [{_pct(interval['low'])}, {_pct(interval['high'])}]"
+    bounds = f"[{_pct(interval['low'])}, {_pct(interval['high'])}]"
+    text = f"{metric['k']}/{metric['n']} = {_pct(metric['estimate'])} {bounds}"
     text += (f" @ {where}" if where else "") + note
     return Value(metric["estimate"], interval["low"], interval["high"], text)
 
 
-def _best(metrics: Sequence[Mapping[str, Any]], name: str, condition: str) -> Mapping[str, Any] | None:
-    """The cell with the highest lower bound (then estimate); its Holm p travels in params."""
-    candidates = [m for m in metrics if m["name"] == name and m["condition"] == condition and m.get("n")]
+def _best(
+    metrics: Sequence[Mapping[str, Any]], name: str, condition: str
+) -> Mapping[str, Any] | None:
+    """Pick the cell with the highest lower bound (then estimate); its Holm p is in params."""
+    candidates = [
+        m for m in metrics if m["name"] == name and m["condition"] == condition and m.get("n")
+    ]
     return max(candidates, key=lambda m: (m["interval"]["low"], m["estimate"]), default=None)
 
 
-def _find(metrics: Sequence[Mapping[str, Any]], name: str, condition: str, layer: Any, strength: Any) -> Any:
+def _find(
+    metrics: Sequence[Mapping[str, Any]], name: str, condition: str, layer: Any, strength: Any
+) -> Any:
     for m in metrics:
-        if (m["name"], m["condition"], m["layer"], m["strength"]) == (name, condition, layer, strength):
+        if (m["name"], m["condition"], m["layer"], m["strength"]) == (
+            name,
+            condition,
+            layer,
+            strength,
+        ):
             return m
     return None
 
@@ -233,12 +281,17 @@ def _difference(a: Mapping[str, Any], b: Mapping[str, Any], where: str) -> Value
     from introspection_bench.stats import proportion_difference
 
     d = proportion_difference(a["k"], a["n"], b["k"], b["n"])
-    return Value(d.estimate, d.low, d.high, f"{100 * d.estimate:+.1f}% [{100 * d.low:+.1f}%, {100 * d.high:+.1f}%]"
-                 + (f" @ {where}" if where else ""))
+    return Value(
+        d.estimate,
+        d.low,
+        d.high,
+        f"{100 * d.estimate:+.1f}% [{100 * d.low:+.1f}%, {100 * d.high:+.1f}%]"
+        + (f" @ {where}" if where else ""),
+    )
 
 
 def leaderboard_values(summary: Mapping[str, Any]) -> dict[str, Value]:
-    """The row of one accepted submission: column key -> value (absent when not measured)."""
+    """Compute the row of one accepted submission: column key -> value (absent: not measured)."""
     metrics = summary["metrics"]
     values: dict[str, Value] = {}
     control = _find(metrics, "injected_thought.false_positive", "control", None, None)
@@ -259,10 +312,16 @@ def leaderboard_values(summary: Mapping[str, Any]) -> dict[str, Value]:
     gap = _best(metrics, "intentional_control.think_minus_dont", "think-dont_think")
     if gap is not None:
         i = gap["interval"]
-        values["intentional"] = Value(gap["estimate"], i["low"], i["high"],
-                                      f"{gap['estimate']:+.4f} [{i['low']:+.4f}, {i['high']:+.4f}] @ {_where(gap)}")
+        values["intentional"] = Value(
+            gap["estimate"],
+            i["low"],
+            i["high"],
+            f"{gap['estimate']:+.4f} [{i['low']:+.4f}, {i['high']:+.4f}] @ {_where(gap)}",
+        )
     if success is not None:
-        injected = _find(metrics, "yes_bias.affirmative", "injected", success["layer"], success["strength"])
+        injected = _find(
+            metrics, "yes_bias.affirmative", "injected", success["layer"], success["strength"]
+        )
         none = _find(metrics, "yes_bias.affirmative", "none", None, None)
         if injected is not None and none is not None and injected.get("n") and none.get("n"):
             values["yes_bias"] = _difference(injected, none, _where(injected))
@@ -273,8 +332,12 @@ def _prefill_reduction(metrics: Sequence[Mapping[str, Any]]) -> Value | None:
     """Best cell's apology reduction: min(none, random_word) - matching, Newcombe interval."""
     none = _find(metrics, "prefill.apology", "none", None, None)
     best = None
-    for matching in (m for m in metrics if m["name"] == "prefill.apology" and m["condition"] == "matching"):
-        random_word = _find(metrics, "prefill.apology", "random_word", matching["layer"], matching["strength"])
+    for matching in (
+        m for m in metrics if m["name"] == "prefill.apology" and m["condition"] == "matching"
+    ):
+        random_word = _find(
+            metrics, "prefill.apology", "random_word", matching["layer"], matching["strength"]
+        )
         references = [r for r in (none, random_word) if r is not None and r.get("n")]
         if not references or not matching.get("n"):
             continue
@@ -312,7 +375,9 @@ class Leaderboard:
     json_path: Path
 
 
-def build_leaderboard(paths: Sequence[Path], out_dir: Path, *, judge: str | None = None) -> Leaderboard:
+def build_leaderboard(
+    paths: Sequence[Path], out_dir: Path, *, judge: str | None = None
+) -> Leaderboard:
     """Validate submissions and write `index.html` and `leaderboard.json` into `out_dir`.
 
     Args:
@@ -331,12 +396,16 @@ def build_leaderboard(paths: Sequence[Path], out_dir: Path, *, judge: str | None
             s.values = leaderboard_values(s.summary)
     accepted = [s for s in submissions if s.accepted]
     rejected = [s for s in submissions if not s.accepted]
-    accepted.sort(key=lambda s: -s.values["success"].estimate if "success" in s.values else math.inf)
+    accepted.sort(
+        key=lambda s: -s.values["success"].estimate if "success" in s.values else math.inf
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, json_path = out_dir / LEADERBOARD_HTML, out_dir / LEADERBOARD_JSON
     html_path.write_text(render_page(accepted, rejected, chosen), encoding="utf-8")
-    json_path.write_text(json.dumps(_as_json(accepted, rejected, chosen), indent=2), encoding="utf-8")
+    json_path.write_text(
+        json.dumps(_as_json(accepted, rejected, chosen), indent=2), encoding="utf-8"
+    )
     return Leaderboard(accepted, rejected, chosen, html_path, json_path)
 
 
@@ -349,19 +418,32 @@ def _config_text(summary: Mapping[str, Any]) -> str:
     c = summary["config"]
     layers = ",".join(f"{x:g}" for x in c["layers"])
     strengths = ",".join(f"{x:g}" for x in c["strengths"])
-    return (f"{c['profile']}; layers {layers}; strengths {strengths}; dose {c['dose']}; {c['vector_method']}; "
-            f"{c['trials']} trials/cell; {summary['n_trials']} trials; judge {summary['identity']['judge']}")
+    return (
+        f"{c['profile']}; layers {layers}; strengths {strengths}; dose {c['dose']}; "
+        f"{c['vector_method']}; "
+        f"{c['trials']} trials/cell; {summary['n_trials']} trials; "
+        f"judge {summary['identity']['judge']}"
+    )
 
 
-def _as_json(accepted: Sequence[Submission], rejected: Sequence[Submission], judge: str | None) -> dict[str, Any]:
+def _as_json(
+    accepted: Sequence[Submission], rejected: Sequence[Submission], judge: str | None
+) -> dict[str, Any]:
     return {
         "judge": judge,
         "accepted": [
-            {"source": s.source, "model": _model_name(s), "model_fingerprint": s.summary["identity"]["model_fingerprint"],
-             "config": s.summary["config"],
-             "values": {k: {"estimate": v.estimate, "low": v.low, "high": v.high, "text": v.text}
-                        for k, v in s.values.items()}}
-            for s in accepted if s.summary is not None
+            {
+                "source": s.source,
+                "model": _model_name(s),
+                "model_fingerprint": s.summary["identity"]["model_fingerprint"],
+                "config": s.summary["config"],
+                "values": {
+                    k: {"estimate": v.estimate, "low": v.low, "high": v.high, "text": v.text}
+                    for k, v in s.values.items()
+                },
+            }
+            for s in accepted
+            if s.summary is not None
         ],
         "rejected": [{"source": s.source, "reasons": s.reasons} for s in rejected],
     }
@@ -369,7 +451,8 @@ def _as_json(accepted: Sequence[Submission], rejected: Sequence[Submission], jud
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:90em;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.8em 0}th,td{border:1px solid #ccc;padding:.3em .6em;font-size:.85em;
+table{border-collapse:collapse;margin:.8em 0}
+th,td{border:1px solid #ccc;padding:.3em .6em;font-size:.85em;
 vertical-align:top;text-align:left}th{background:#f3f3f3}th.sortable{cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 .rejected td{color:#8a1c1c}.small{font-size:.8em;color:#555}
@@ -389,8 +472,11 @@ _SORT_JS = """
   function sortBy(th) {
     var numeric = th.getAttribute('data-type') === 'num';
     var current = th.getAttribute('aria-sort');
-    var dir = current ? (current === 'descending' ? 'ascending' : 'descending') : (numeric ? 'descending' : 'ascending');
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute('aria-sort'); });
+    var first = numeric ? 'descending' : 'ascending';
+    var dir = current ? (current === 'descending' ? 'ascending' : 'descending') : first;
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) {
+      h.removeAttribute('aria-sort');
+    });
     th.setAttribute('aria-sort', dir);
     var sign = dir === 'ascending' ? 1 : -1, index = th.cellIndex;
     var rows = Array.prototype.slice.call(body.rows);
@@ -413,7 +499,7 @@ _SORT_JS = """
     var th = table.querySelector('th[data-key="' + wanted + '"]');
     if (th) {
       th.click();
-      var want = params.get('dir') === 'asc' ? 'ascending' : params.get('dir') === 'desc' ? 'descending' : null;
+      var want = {asc: 'ascending', desc: 'descending'}[params.get('dir')] || null;
       if (want && th.getAttribute('aria-sort') !== want) { th.click(); }
     }
   }
@@ -422,23 +508,33 @@ _SORT_JS = """
 """
 
 
-def render_page(accepted: Sequence[Submission], rejected: Sequence[Submission], judge: str | None) -> str:
-    """The static page: one sortable row per accepted run, then the rejected ones with reasons."""
+def render_page(
+    accepted: Sequence[Submission], rejected: Sequence[Submission], judge: str | None
+) -> str:
+    """Render the page: one sortable row per accepted run, then the rejected ones with reasons."""
     e = html.escape
-    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-           f"<title>introspection-bench leaderboard</title><style>{_CSS}</style></head><body>",
-           "<h1>introspection-bench leaderboard</h1>",
-           f"<p class='small'>Graded by <code>{e(str(judge))}</code>. Rates are k/n with Wilson 95% intervals; "
-           "differences use Newcombe intervals. \"Best cell\" is the sweep cell with the highest lower bound "
-           "(its Holm-adjusted p over the sweep is shown): read its rate as optimistic. Click a header to sort.</p>",
-           "<table id='board'><thead><tr>"]
-    out += [f"<th data-key='{key}' data-type='{kind}'>{e(title)}</th>" for key, title, kind in COLUMNS]
+    out = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>introspection-bench leaderboard</title><style>{_CSS}</style></head><body>",
+        "<h1>introspection-bench leaderboard</h1>",
+        f"<p class='small'>Graded by <code>{e(str(judge))}</code>. "
+        "Rates are k/n with Wilson 95% intervals; "
+        'differences use Newcombe intervals. "Best cell" is the sweep cell with the highest '
+        "lower bound (its Holm-adjusted p over the sweep is shown): read its rate as "
+        "optimistic. Click a header to sort.</p>",
+        "<table id='board'><thead><tr>",
+    ]
+    out += [
+        f"<th data-key='{key}' data-type='{kind}'>{e(title)}</th>" for key, title, kind in COLUMNS
+    ]
     out.append("</tr></thead><tbody>")
     for s in accepted:
         assert s.summary is not None  # accepted submissions have one (typing only)
-        cells = [f"<td data-value='{e(_model_name(s))}'>{e(_model_name(s))}<div class='small'>"
-                 f"{e(s.summary['identity']['model_fingerprint'][:12])}</div></td>"]
-        for key, _, kind in COLUMNS[1:-1]:
+        cells = [
+            f"<td data-value='{e(_model_name(s))}'>{e(_model_name(s))}<div class='small'>"
+            f"{e(s.summary['identity']['model_fingerprint'][:12])}</div></td>"
+        ]
+        for key, _, _ in COLUMNS[1:-1]:
             value = s.values.get(key)
             if value is None:
                 cells.append("<td data-value=''>-</td>")
@@ -449,10 +545,15 @@ def render_page(accepted: Sequence[Submission], rejected: Sequence[Submission], 
     out.append("</tbody></table>")
     out.append(f"<h2>Rejected submissions ({len(rejected)})</h2>")
     if rejected:
-        out.append("<table id='rejected'><thead><tr><th>submission</th><th>reasons</th></tr></thead><tbody>")
+        out.append(
+            "<table id='rejected'><thead><tr><th>submission</th><th>reasons</th></tr></thead>"
+            "<tbody>"
+        )
         for s in rejected:
             reasons = "".join(f"<li>{e(r)}</li>" for r in s.reasons)
-            out.append(f"<tr class='rejected'><td>{e(s.source)}</td><td><ul>{reasons}</ul></td></tr>")
+            out.append(
+                f"<tr class='rejected'><td>{e(s.source)}</td><td><ul>{reasons}</ul></td></tr>"
+            )
         out.append("</tbody></table>")
     else:
         out.append("<p>none</p>")

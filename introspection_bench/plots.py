@@ -72,7 +72,9 @@ def plot_rates_by_strength(metrics: Sequence[Metric], protocol: str) -> bytes | 
             color = next(colors)
             label = f"{metric['name'].split('.', 1)[1]} [{metric['condition']}] (shared, 95% band)"
             axes.axhline(metric["estimate"], linestyle="--", linewidth=1, color=color, label=label)
-            axes.axhspan(metric["interval"]["low"], metric["interval"]["high"], alpha=0.12, color=color)
+            axes.axhspan(
+                metric["interval"]["low"], metric["interval"]["high"], alpha=0.12, color=color
+            )
     axes.set_xlabel("injection strength")
     axes.set_ylabel("rate (95% interval)")
     axes.set_ylim(-0.02, 1.02)
@@ -95,8 +97,12 @@ def plot_rate_heatmap(metrics: Sequence[Metric], name: str, condition: str) -> b
 
     """
     cells = [
-        m for m in metrics
-        if m["name"] == name and m["condition"] == condition and m["layer"] is not None and m["strength"] is not None
+        m
+        for m in metrics
+        if m["name"] == name
+        and m["condition"] == condition
+        and m["layer"] is not None
+        and m["strength"] is not None
     ]
     layers = sorted({m["layer"] for m in cells})
     strengths = sorted({m["strength"] for m in cells})
@@ -119,9 +125,12 @@ def plot_rate_heatmap(metrics: Sequence[Metric], name: str, condition: str) -> b
     return _png(figure)
 
 
-def plot_cosine_by_layer(records: Sequence[TrialRecord], measured_layers: Sequence[int] = ()) -> bytes | None:
-    """Mean cosine with the concept vector by layer: think, dont_think, the incentive variants,
-    and the control-word baseline (intentional_control records).
+def plot_cosine_by_layer(
+    records: Sequence[TrialRecord], measured_layers: Sequence[int] = ()
+) -> bytes | None:
+    """Plot the mean cosine with the concept vector by layer (intentional_control records).
+
+    Lines: think, dont_think, the incentive variants, and the control-word baseline.
 
     Args:
         records: Trial records (only intentional_control ones with cosines are used).
@@ -132,7 +141,8 @@ def plot_cosine_by_layer(records: Sequence[TrialRecord], measured_layers: Sequen
 
     """
     rows = [
-        r for r in records
+        r
+        for r in records
         if r.protocol == "intentional_control" and r.error is None and "cosine_word" in r.extra
     ]
     if not rows:
@@ -141,7 +151,9 @@ def plot_cosine_by_layer(records: Sequence[TrialRecord], measured_layers: Sequen
     by_condition: dict[str, list[Sequence[float]]] = {}
     for record in rows:
         by_condition.setdefault(record.condition, []).append(record.extra["cosine_word"])
-    baseline = [record.extra["cosine_baseline"] for record in rows if "cosine_baseline" in record.extra]
+    baseline = [
+        record.extra["cosine_baseline"] for record in rows if "cosine_baseline" in record.extra
+    ]
     figure = Figure(figsize=(6.4, 3.8))
     axes = figure.add_subplot()
     main = ("think", "dont_think")
@@ -149,7 +161,13 @@ def plot_cosine_by_layer(records: Sequence[TrialRecord], measured_layers: Sequen
         width = 2.0 if condition in main else 0.8
         axes.plot(layers, _mean_rows(by_condition[condition]), linewidth=width, label=condition)
     if baseline:
-        axes.plot(layers, _mean_rows(baseline), linestyle="--", color="black", label="baseline (control words)")
+        axes.plot(
+            layers,
+            _mean_rows(baseline),
+            linestyle="--",
+            color="black",
+            label="baseline (control words)",
+        )
     for layer in measured_layers:
         axes.axvline(layer, color="grey", linestyle=":", linewidth=1)
     axes.set_xlabel("layer")

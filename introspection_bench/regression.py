@@ -107,7 +107,7 @@ class Comparison:
         return [row for row in self.rows if row.failed]
 
     def row(self, key: str) -> MetricComparison:
-        """The row of one metric key.
+        """Find the row of one metric key.
 
         Raises:
             ConfigError: For a key that is not in the baseline, listing a few known keys.
@@ -128,7 +128,9 @@ def describe_metric(metric: Mapping[str, Any]) -> str:
             f"{metric['k']}/{metric['n']} = {_pct(metric['estimate'])} "
             f"[{_pct(interval['low'])}, {_pct(interval['high'])}]"
         )
-    return f"{_signed(metric['estimate'])} [{_signed(interval['low'])}, {_signed(interval['high'])}]"
+    return (
+        f"{_signed(metric['estimate'])} [{_signed(interval['low'])}, {_signed(interval['high'])}]"
+    )
 
 
 def _pct(value: float) -> str:
@@ -174,15 +176,21 @@ def check_comparable(baseline: Mapping[str, Any], current: Mapping[str, Any]) ->
         )
     notes = []
     if before.get("judge") != after.get("judge"):
-        notes.append(f"graded by different judges: baseline {before.get('judge')}, current {after.get('judge')}")
+        notes.append(
+            f"graded by different judges: baseline {before.get('judge')}, "
+            f"current {after.get('judge')}"
+        )
     if before.get("thresholds_version") != after.get("thresholds_version"):
         notes.append(
-            f"thresholds version {before.get('thresholds_version')} -> {after.get('thresholds_version')}"
+            f"thresholds version {before.get('thresholds_version')} -> "
+            f"{after.get('thresholds_version')}"
         )
     return notes
 
 
-def compare_summaries(baseline: Mapping[str, Any], current: Mapping[str, Any], alpha: float = 0.05) -> Comparison:
+def compare_summaries(
+    baseline: Mapping[str, Any], current: Mapping[str, Any], alpha: float = 0.05
+) -> Comparison:
     """Compare every metric of `baseline` to `current` (summaries with flat `metrics`).
 
     Args:
@@ -210,7 +218,11 @@ def compare_metrics(
     for metric in baseline:
         other = by_key.get(metric["key"])
         if other is None or not metric.get("n") or not other.get("n"):
-            tested.append(MetricComparison(metric["key"], metric, other, direction_of(metric["name"], metric["condition"])))
+            tested.append(
+                MetricComparison(
+                    metric["key"], metric, other, direction_of(metric["name"], metric["condition"])
+                )
+            )
             continue
         tested.append(_difference(metric, other))
     compared = [i for i, row in enumerate(tested) if row.method]
@@ -224,8 +236,12 @@ def _difference(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Metr
     direction = direction_of(baseline["name"], baseline["condition"])
     key = baseline["key"]
     if baseline.get("k") is not None and current.get("k") is not None:
-        d = proportion_difference(int(current["k"]), int(current["n"]), int(baseline["k"]), int(baseline["n"]))
-        return MetricComparison(key, baseline, current, direction, d.estimate, d.low, d.high, d.p_value, method=d.method)
+        d = proportion_difference(
+            int(current["k"]), int(current["n"]), int(baseline["k"]), int(baseline["n"])
+        )
+        return MetricComparison(
+            key, baseline, current, direction, d.estimate, d.low, d.high, d.p_value, method=d.method
+        )
     # Continuous metric: standard errors from the 95% intervals, difference by a z test.
     se = [(m["interval"]["high"] - m["interval"]["low"]) / (2 * _Z95) for m in (current, baseline)]
     difference = float(current["estimate"]) - float(baseline["estimate"])
@@ -235,22 +251,35 @@ def _difference(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Metr
     else:
         p = 1.0 if difference == 0 else 0.0
     low, high = difference - _Z95 * se_diff, difference + _Z95 * se_diff
-    return MetricComparison(key, baseline, current, direction, difference, low, high, p, method="normal-approx")
+    return MetricComparison(
+        key, baseline, current, direction, difference, low, high, p, method="normal-approx"
+    )
 
 
 def _judged(row: MetricComparison, p_holm: float, alpha: float) -> MetricComparison:
     status = "ok"
     if p_holm < alpha and row.difference != 0:
         signed = row.direction * row.difference
-        status = "changed" if row.direction == NEUTRAL else "regression" if signed < 0 else "improvement"
+        status = (
+            "changed" if row.direction == NEUTRAL else "regression" if signed < 0 else "improvement"
+        )
     return MetricComparison(
-        row.key, row.baseline, row.current, row.direction, row.difference, row.low, row.high,
-        row.p_value, p_holm, row.method, status,
+        row.key,
+        row.baseline,
+        row.current,
+        row.direction,
+        row.difference,
+        row.low,
+        row.high,
+        row.p_value,
+        p_holm,
+        row.method,
+        status,
     )
 
 
 def format_table(comparison: Comparison) -> str:
-    """The comparison as aligned text: one line per metric, then notes and the verdict line."""
+    """Render the comparison as text: one line per metric, then notes and a verdict line."""
     header = ("metric", "baseline", "current", "difference [95% CI]", "Holm p", "status")
     lines = [header]
     for row in comparison.rows:
@@ -263,7 +292,10 @@ def format_table(comparison: Comparison) -> str:
             diff, p_text = "-", "-"
         lines.append((row.key, describe_metric(row.baseline), current, diff, p_text, row.status))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
     text.extend(f"note: {note}" for note in comparison.notes)
     failed = comparison.regressions
     compared = sum(1 for r in comparison.rows if r.method)
@@ -303,7 +335,11 @@ def compare_run(bench: Any, baseline: Mapping[str, Any], alpha: float = 0.05) ->
     identity = bench.identity()
     notes = check_comparable(baseline, {"identity": identity, "protocols": versions})
     config = bench.session.config
-    labels = {Cell(layer, strength).label for layer in config.layers for strength in (*config.strengths, None)}
+    labels = {
+        Cell(layer, strength).label
+        for layer in config.layers
+        for strength in (*config.strengths, None)
+    }
     labels.add(Cell(None, None).label)
     verdicts, seen = [], set()
     for v in wanted:

@@ -26,8 +26,14 @@ REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
 ACCURACY_FILE = "judge_accuracy.json"
 GRADING_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "grading"
-PROTOCOL_ORDER = ("injected_thought", "thought_vs_text", "prefill", "intentional_control", "yes_bias",
-                  "alternative_prompt")
+PROTOCOL_ORDER = (
+    "injected_thought",
+    "thought_vs_text",
+    "prefill",
+    "intentional_control",
+    "yes_bias",
+    "alternative_prompt",
+)
 OUTCOMES = ("success", "miss", "false alarm", "incoherent")
 EXAMPLES_PER_OUTCOME = 2
 #: Protocols whose graded records are sorted into OUTCOMES, in the order examples are taken from.
@@ -107,37 +113,57 @@ def build_sections(summary: Mapping[str, Any], records: Sequence[TrialRecord]) -
     for verdict in summary["verdicts"]:
         by_protocol.setdefault(verdict["protocol"], []).append(verdict)
     sections = []
-    for protocol in sorted(by_protocol, key=lambda p: (PROTOCOL_ORDER.index(p) if p in PROTOCOL_ORDER else 99, p)):
+    for protocol in sorted(
+        by_protocol, key=lambda p: (PROTOCOL_ORDER.index(p) if p in PROTOCOL_ORDER else 99, p)
+    ):
         verdicts = by_protocol[protocol]
         rows = [
-            (v["test"], v["cell"]["label"], [_metric_line(m) for m in v["metrics"]], v["rule"],
-             v.get("multiple_comparison", "none"), bool(v["passed"]))
+            (
+                v["test"],
+                v["cell"]["label"],
+                [_metric_line(m) for m in v["metrics"]],
+                v["rule"],
+                v.get("multiple_comparison", "none"),
+                bool(v["passed"]),
+            )
             for v in verdicts
         ]
         version = str(summary.get("protocols", {}).get(protocol, verdicts[0]["protocol_version"]))
-        sections.append(Section(protocol, version, rows, _protocol_plots(protocol, summary, records)))
+        sections.append(
+            Section(protocol, version, rows, _protocol_plots(protocol, summary, records))
+        )
     return sections
 
 
 def _metric_line(metric: Mapping[str, Any]) -> str:
-    cell = ", ".join(part for part in (
-        f"L{metric['layer']}" if metric["layer"] is not None else "",
-        f"s{metric['strength']:g}" if metric["strength"] is not None else "",
-    ) if part)
+    cell = ", ".join(
+        part
+        for part in (
+            f"L{metric['layer']}" if metric["layer"] is not None else "",
+            f"s{metric['strength']:g}" if metric["strength"] is not None else "",
+        )
+        if part
+    )
     where = f" {cell}" if cell else ""
     label = f"{metric['name'].split('.', 1)[-1]} [{metric['condition']}]{where}"
     if metric.get("k") is not None and metric.get("n") is not None:
-        return (f"{label}: {metric['k']}/{metric['n']} = {_pct(metric['estimate'])} "
-                f"[{_pct(metric['low'])}, {_pct(metric['high'])}] ({metric['method']})")
-    return (f"{label}: {metric['estimate']:+.4f} [{metric['low']:+.4f}, {metric['high']:+.4f}] "
-            f"(n={metric.get('n')}, {metric['method']})")
+        return (
+            f"{label}: {metric['k']}/{metric['n']} = {_pct(metric['estimate'])} "
+            f"[{_pct(metric['low'])}, {_pct(metric['high'])}] ({metric['method']})"
+        )
+    return (
+        f"{label}: {metric['estimate']:+.4f} [{metric['low']:+.4f}, {metric['high']:+.4f}] "
+        f"(n={metric.get('n')}, {metric['method']})"
+    )
 
 
 def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f}%"
 
 
-def _protocol_plots(protocol: str, summary: Mapping[str, Any], records: Sequence[TrialRecord]) -> list[Plot]:
+def _protocol_plots(
+    protocol: str, summary: Mapping[str, Any], records: Sequence[TrialRecord]
+) -> list[Plot]:
     metrics = summary["metrics"]
     found: list[Plot] = []
     rates = plots.plot_rates_by_strength(metrics, protocol)
@@ -146,23 +172,41 @@ def _protocol_plots(protocol: str, summary: Mapping[str, Any], records: Sequence
             "injected_thought": "Detection (success) and false-positive rates by strength",
             "prefill": "Apology rate by condition and strength",
         }
-        found.append(Plot(f"{protocol}_rates", captions.get(protocol, f"{protocol} rates by strength"), rates))
+        found.append(
+            Plot(
+                f"{protocol}_rates", captions.get(protocol, f"{protocol} rates by strength"), rates
+            )
+        )
     for name, condition in _HEATMAPS.get(protocol, ()):
         heatmap = plots.plot_rate_heatmap(metrics, name, condition)
         if heatmap is not None:
             stem = name.split(".", 1)[1]
-            found.append(Plot(f"{protocol}_{stem}_{condition}_heatmap", f"{name} [{condition}]: layer x strength",
-                              heatmap))
+            found.append(
+                Plot(
+                    f"{protocol}_{stem}_{condition}_heatmap",
+                    f"{name} [{condition}]: layer x strength",
+                    heatmap,
+                )
+            )
     if protocol == "intentional_control":
-        layers = sorted({m["layer"] for m in metrics if m["protocol"] == protocol and m["layer"] is not None})
+        layers = sorted(
+            {m["layer"] for m in metrics if m["protocol"] == protocol and m["layer"] is not None}
+        )
         cosine = plots.plot_cosine_by_layer(records, layers)
         if cosine is not None:
-            found.append(Plot("intentional_control_cosine", "Cosine with the concept vector by layer", cosine))
+            found.append(
+                Plot(
+                    "intentional_control_cosine", "Cosine with the concept vector by layer", cosine
+                )
+            )
     return found
 
 
 _HEATMAPS: Mapping[str, Sequence[tuple[str, str]]] = {
-    "injected_thought": (("injected_thought.success", "injected"), ("injected_thought.random_affirms", "random_vector")),
+    "injected_thought": (
+        ("injected_thought.success", "injected"),
+        ("injected_thought.random_affirms", "random_vector"),
+    ),
     "prefill": (("prefill.apology", "matching"),),
     "thought_vs_text": (("thought_vs_text.naming", "think"),),
     "yes_bias": (("yes_bias.affirmative", "injected"),),
@@ -185,14 +229,23 @@ def classify_outcome(record: TrialRecord) -> str | None:
         return "false alarm" if grades.get("affirmative") else None
     if record.condition == "injected":
         return "success" if grades.get("success") else "miss"
-    claimed = grades.get("affirms") if record.protocol == "injected_thought" else grades.get("success")
+    claimed = (
+        grades.get("affirms") if record.protocol == "injected_thought" else grades.get("success")
+    )
     return "false alarm" if claimed else None
 
 
-def pick_examples(records: Sequence[TrialRecord], per_outcome: int = EXAMPLES_PER_OUTCOME) -> list[Example]:
-    """Up to `per_outcome` transcripts per outcome, Exp 1 first, in trial-id order (deterministic)."""
-    ordered = sorted(records, key=lambda r: (_EXAMPLE_PROTOCOLS.index(r.protocol)
-                                             if r.protocol in _EXAMPLE_PROTOCOLS else 99, r.trial_id))
+def pick_examples(
+    records: Sequence[TrialRecord], per_outcome: int = EXAMPLES_PER_OUTCOME
+) -> list[Example]:
+    """Pick up to `per_outcome` transcripts per outcome, Exp 1 first, in trial-id order."""
+    ordered = sorted(
+        records,
+        key=lambda r: (
+            _EXAMPLE_PROTOCOLS.index(r.protocol) if r.protocol in _EXAMPLE_PROTOCOLS else 99,
+            r.trial_id,
+        ),
+    )
     chosen: dict[str, list[Example]] = {outcome: [] for outcome in OUTCOMES}
     for record in ordered:
         outcome = classify_outcome(record)
@@ -201,8 +254,13 @@ def pick_examples(records: Sequence[TrialRecord], per_outcome: int = EXAMPLES_PE
     return [example for outcome in OUTCOMES for example in chosen[outcome]]
 
 
-def judge_accuracy_table(summary: Mapping[str, Any], report_dir: Path, *, measure: bool) -> dict[str, Any] | None:
-    """The judge's accuracy on fixtures/grading: cached in the run dir, else measured (rule judge only).
+def judge_accuracy_table(
+    summary: Mapping[str, Any], report_dir: Path, *, measure: bool
+) -> dict[str, Any] | None:
+    """Get the judge's accuracy on fixtures/grading: cached in the run dir, else measured.
+
+    Only the rule judge is measured here (offline, deterministic); other judges need their
+    endpoint, so only a cached measurement is shown for them.
 
     Returns:
         {"judge", "fixtures_sha256", "n_cases", "table"} or None when not available.
@@ -229,8 +287,12 @@ def judge_accuracy_table(summary: Mapping[str, Any], report_dir: Path, *, measur
     if f"{grader.name}@{grader.version}" != judge:
         return None  # the installed rule grader is another version than the one that graded
     cases = load_labelled_cases(GRADING_FIXTURES)
-    result = {"judge": judge, "fixtures_sha256": fixtures_sha, "n_cases": len(cases),
-              "table": measure_accuracy(grader, cases)}
+    result = {
+        "judge": judge,
+        "fixtures_sha256": fixtures_sha,
+        "n_cases": len(cases),
+        "table": measure_accuracy(grader, cases),
+    }
     cache.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
 
@@ -249,7 +311,11 @@ def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("thresholds version", str(identity.get("thresholds_version", "?"))),
         ("git", str(summary.get("git"))),
         ("versions", ", ".join(f"{k} {v}" for k, v in summary["versions"].items())),
-        ("created", f"{summary['created']} (schema {summary['schema_version']}, {summary.get('elapsed_s', '?')} s)"),
+        (
+            "created",
+            f"{summary['created']} (schema {summary['schema_version']}, "
+            f"{summary.get('elapsed_s', '?')} s)",
+        ),
     ]
 
 
@@ -257,21 +323,39 @@ def _accuracy_rows(accuracy: Mapping[str, Any]) -> list[tuple[str, str, str, str
     rows = []
     for criterion, row in accuracy["table"].items():
         fpr = row.get("false_positive_rate")
-        rows.append((criterion, _pct(float(row["accuracy"])), str(row["n"]), "-" if fpr is None else _pct(float(fpr))))
+        rows.append(
+            (
+                criterion,
+                _pct(float(row["accuracy"])),
+                str(row["n"]),
+                "-" if fpr is None else _pct(float(fpr)),
+            )
+        )
     return rows
 
 
-def _excerpt(text: str, limit: int) -> str:
-    return text if len(text) <= limit else "..." + text[-limit:]
+def _example_facts(record: TrialRecord) -> str:
+    """`condition injected, concept dust, layer 20, strength 0.5; graded ... by rule@1`."""
+    facts = [f"condition {record.condition}"]
+    for name, value in (
+        ("concept", record.concept),
+        ("layer", record.layer),
+        ("strength", record.strength),
+    ):
+        if value is not None:
+            facts.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+    grades = ", ".join(f"{k}={v}" for k, v in record.grades.items())
+    return ", ".join(facts) + f"; graded {grades} by {record.judge}"
 
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.8em 0}th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;
+table{border-collapse:collapse;margin:.8em 0}
+th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;
 text-align:left;font-size:.9em}th{background:#f3f3f3}.pass{color:#0a6b2d;font-weight:bold}
 .fail{color:#b00020;font-weight:bold}figure{display:inline-block;margin:.5em}figcaption{font-size:.85em}
 pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em;border:1px solid #e3e3e3;font-size:.85em}
-.broken{color:#b00020}ul.metrics{margin:0;padding-left:1.1em}
+.broken{color:#b00020}pre.completion{background:#eef5ff}ul.metrics{margin:0;padding-left:1.1em}
 """
 _IMAGE_CHECK = """
 window.addEventListener('load', function () {
@@ -286,41 +370,65 @@ window.addEventListener('load', function () {
 """
 
 
-def render_html(summary: Mapping[str, Any], sections: Sequence[Section], examples: Sequence[Example],
-                accuracy: Mapping[str, Any] | None) -> str:
-    """The self-contained HTML report (inline CSS, plots as data: URIs, no external resource)."""
+def render_html(
+    summary: Mapping[str, Any],
+    sections: Sequence[Section],
+    examples: Sequence[Example],
+    accuracy: Mapping[str, Any] | None,
+) -> str:
+    """Render the self-contained HTML report (inline CSS, plots as data: URIs)."""
     e = html.escape
     title = f"introspection-bench: {summary['identity']['model']}"
-    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>",
-           f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>", "<table class='run'>"]
+    out = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        "<table class='run'>",
+    ]
     out += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _run_facts(summary)]
     out.append("</table>")
     for section in sections:
-        out.append(f"<section id='{e(section.protocol)}'><h2>{e(section.protocol)} (v{e(section.version)})</h2>")
-        out.append("<table class='verdicts'><tr><th>test</th><th>cell</th><th>metrics: k/n, 95% interval</th>"
-                   "<th>rule</th><th>multiplicity</th><th>verdict</th></tr>")
+        out.append(
+            f"<section id='{e(section.protocol)}'>"
+            f"<h2>{e(section.protocol)} (v{e(section.version)})</h2>"
+        )
+        out.append(
+            "<table class='verdicts'><tr><th>test</th><th>cell</th>"
+            "<th>metrics: k/n, 95% interval</th>"
+            "<th>rule</th><th>multiplicity</th><th>verdict</th></tr>"
+        )
         for test, cell, metric_lines, rule, multiplicity, passed in section.rows:
             items = "".join(f"<li>{e(line)}</li>" for line in metric_lines)
-            status = "<span class='pass'>PASS</span>" if passed else "<span class='fail'>FAIL</span>"
-            out.append(f"<tr><td>{e(test)}</td><td>{e(cell)}</td><td><ul class='metrics'>{items}</ul></td>"
-                       f"<td>{e(rule)}</td><td>{e(multiplicity)}</td><td>{status}</td></tr>")
+            status = (
+                "<span class='pass'>PASS</span>" if passed else "<span class='fail'>FAIL</span>"
+            )
+            out.append(
+                f"<tr><td>{e(test)}</td><td>{e(cell)}</td><td><ul class='metrics'>{items}</ul></td>"
+                f"<td>{e(rule)}</td><td>{e(multiplicity)}</td><td>{status}</td></tr>"
+            )
         out.append("</table>")
         for plot in section.plots:
             data = base64.b64encode(plot.png).decode("ascii")
-            out.append(f"<figure><img src='data:image/png;base64,{data}' alt='{e(plot.caption)}'>"
-                       f"<figcaption>{e(plot.caption)}</figcaption></figure>")
+            out.append(
+                f"<figure><img src='data:image/png;base64,{data}' alt='{e(plot.caption)}'>"
+                f"<figcaption>{e(plot.caption)}</figcaption></figure>"
+            )
         out.append("</section>")
     out.append("<section id='examples'><h2>Example transcripts</h2>")
     if not examples:
-        out.append("<p>No graded transcripts of injected_thought, alternative_prompt or yes_bias.</p>")
+        out.append(
+            "<p>No graded transcripts of injected_thought, alternative_prompt or yes_bias.</p>"
+        )
     for outcome in OUTCOMES:
         chosen = [x for x in examples if x.outcome == outcome]
         out.append(f"<h3>{e(outcome)}</h3>" + ("" if chosen else "<p>none in this run</p>"))
         for example in chosen:
             r = example.record
-            grades = ", ".join(f"{k}={v}" for k, v in r.grades.items())
-            out.append(f"<p><code>{e(r.trial_id)}</code> ({e(grades)})</p>"
-                       f"<pre>{e(_excerpt(r.prompt, 600))}</pre><pre>{e(r.completion)}</pre>")
+            out.append(
+                f"<p><code>{e(r.trial_id)}</code>: {e(_example_facts(r))}</p>"
+                f"<details><summary>prompt</summary><pre>{e(r.prompt)}</pre></details>"
+                f"<pre class='completion'>{e(r.completion)}</pre>"
+            )
     out.append("</section>" + _judge_html(summary, accuracy))
     out.append(f"<script>{_IMAGE_CHECK}</script></body></html>")
     return "\n".join(out)
@@ -330,27 +438,46 @@ def _judge_html(summary: Mapping[str, Any], accuracy: Mapping[str, Any] | None) 
     e = html.escape
     judge = e(str(summary["identity"]["judge"]))
     if accuracy is None:
-        return (f"<section id='judge'><h2>Judge</h2><p>Graded by <code>{judge}</code>; its accuracy on the "
-                "labelled cases (fixtures/grading) was not measured for this report.</p></section>")
-    rows = "".join(f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td><td>{e(d)}</td></tr>"
-                   for a, b, c, d in _accuracy_rows(accuracy))
-    return (f"<section id='judge'><h2>Judge</h2><p>Graded by <code>{judge}</code>; agreement with "
-            f"{accuracy['n_cases']} hand-labelled cases (fixtures/grading):</p><table class='judge'>"
-            f"<tr><th>criterion</th><th>accuracy</th><th>n</th><th>false yes</th></tr>{rows}</table></section>")
+        return (
+            f"<section id='judge'><h2>Judge</h2><p>Graded by <code>{judge}</code>; "
+            "its accuracy on the "
+            "labelled cases (fixtures/grading) was not measured for this report.</p></section>"
+        )
+    rows = "".join(
+        f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td><td>{e(d)}</td></tr>"
+        for a, b, c, d in _accuracy_rows(accuracy)
+    )
+    return (
+        f"<section id='judge'><h2>Judge</h2><p>Graded by <code>{judge}</code>; agreement with "
+        f"{accuracy['n_cases']} hand-labelled cases (fixtures/grading):</p><table class='judge'>"
+        "<tr><th>criterion</th><th>accuracy</th><th>n</th><th>false yes</th></tr>"
+        f"{rows}</table></section>"
+    )
 
 
-def render_markdown(summary: Mapping[str, Any], sections: Sequence[Section], examples: Sequence[Example],
-                    accuracy: Mapping[str, Any] | None) -> str:
-    """The Markdown report; plots are linked from `plots/` beside it."""
+def render_markdown(
+    summary: Mapping[str, Any],
+    sections: Sequence[Section],
+    examples: Sequence[Example],
+    accuracy: Mapping[str, Any] | None,
+) -> str:
+    """Render the Markdown report; plots are linked from `plots/` beside it."""
     out = [f"# introspection-bench: {summary['identity']['model']}", "", "| | |", "|---|---|"]
     out += [f"| {k} | {_md(v)} |" for k, v in _run_facts(summary)]
     for section in sections:
-        out += ["", f"## {section.protocol} (v{section.version})", "",
-                "| test | cell | metrics: k/n, 95% interval | rule | multiplicity | verdict |",
-                "|---|---|---|---|---|---|"]
+        out += [
+            "",
+            f"## {section.protocol} (v{section.version})",
+            "",
+            "| test | cell | metrics: k/n, 95% interval | rule | multiplicity | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
         for test, cell, metric_lines, rule, multiplicity, passed in section.rows:
             metrics = "<br>".join(_md(line) for line in metric_lines)
-            out.append(f"| {test} | {cell} | {metrics} | {_md(rule)} | {multiplicity} | {'PASS' if passed else 'FAIL'} |")
+            out.append(
+                f"| {test} | {cell} | {metrics} | {_md(rule)} | {multiplicity} | "
+                f"{'PASS' if passed else 'FAIL'} |"
+            )
         out += [f"\n![{plot.caption}]({PLOTS_DIR}/{plot.name}.png)" for plot in section.plots]
     out += ["", "## Example transcripts"]
     for outcome in OUTCOMES:
@@ -360,12 +487,22 @@ def render_markdown(summary: Mapping[str, Any], sections: Sequence[Section], exa
             out.append("none in this run")
         for example in chosen:
             r = example.record
-            grades = ", ".join(f"{k}={v}" for k, v in r.grades.items())
-            out += ["", f"`{r.trial_id}` ({grades})", "", "```text", r.completion.replace("```", "'''"), "```"]
+            out += [
+                "",
+                f"`{r.trial_id}`: {_example_facts(r)}",
+                "",
+                "```text",
+                r.completion.replace("```", "'''"),
+                "```",
+            ]
     out += ["", "## Judge", "", f"Graded by `{summary['identity']['judge']}`."]
     if accuracy is not None:
-        out += [f"Agreement with {accuracy['n_cases']} hand-labelled cases (fixtures/grading):", "",
-                "| criterion | accuracy | n | false yes |", "|---|---|---|---|"]
+        out += [
+            f"Agreement with {accuracy['n_cases']} hand-labelled cases (fixtures/grading):",
+            "",
+            "| criterion | accuracy | n | false yes |",
+            "|---|---|---|---|",
+        ]
         out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _accuracy_rows(accuracy)]
     else:
         out.append("Its accuracy on the labelled cases was not measured for this report.")

@@ -1,5 +1,8 @@
-"""Model-release CI: no introspection metric fell and no control's false positives rose against
-`--baseline reports/<prev>/summary.json` (two-sided, Holm over metrics). Skipped without --baseline."""
+"""Model-release CI: no introspection metric fell and no control's false positives rose.
+
+Compared with `--baseline reports/<prev>/summary.json`: two-sided, Holm over metrics; one test
+per baseline metric. Skipped without --baseline.
+"""
 
 
 def test_no_regression(regression, baseline_metric):

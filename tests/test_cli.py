@@ -22,7 +22,14 @@ ENTRY = Path(sys.executable).parent / "introspection-bench"
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     command = [str(ENTRY)] if ENTRY.exists() else [sys.executable, "-m", "introspection_bench.cli"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=120, env=env, check=False)
+    return subprocess.run(
+        [*command, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +41,29 @@ def test_compare_identical_runs_exits_0(good: Path) -> None:
     done = cli("compare", good / "summary.json", good / "summary.json")
     assert done.returncode == 0, done.stderr
     assert "0 significant regression(s) over 48 compared metric(s)" in done.stdout
-    assert done.stdout.splitlines()[0].split() == ["metric", "baseline", "current", "difference", "[95%", "CI]",
-                                                  "Holm", "p", "status"]
+    assert done.stdout.splitlines()[0].split() == [
+        "metric",
+        "baseline",
+        "current",
+        "difference",
+        "[95%",
+        "CI]",
+        "Holm",
+        "p",
+        "status",
+    ]
 
 
 def test_compare_regressed_run_exits_1_with_messages(good: Path) -> None:
     worse = cached_run(model="cli-worse", skill=0.0, false_positive=0.9)
     done = cli("compare", good, worse)
     assert done.returncode == 1
-    assert re.search(r"^REGRESSION injected_thought.success\[injected\]@L\d+,s\d: baseline \d/8 .* -> current 0/8 ", done.stdout, re.M)
+    assert re.search(
+        r"^REGRESSION injected_thought.success\[injected\]@L\d+,s\d: "
+        r"baseline \d/8 .* -> current 0/8 ",
+        done.stdout,
+        re.M,
+    )
 
 
 def test_compare_refuses_other_stimuli_with_exit_2(good: Path, tmp_path: Path) -> None:
@@ -84,7 +105,10 @@ def test_leaderboard_lists_rejections(good: Path, tmp_path: Path) -> None:
     (incomplete / "trials.jsonl").unlink()
     done = cli("leaderboard", good, incomplete, "--out", tmp_path / "site")
     assert done.returncode == 0, done.stderr
-    assert "1 accepted, 1 rejected" in done.stdout and "no trials.jsonl beside the summary" in done.stdout
+    assert (
+        "1 accepted, 1 rejected" in done.stdout
+        and "no trials.jsonl beside the summary" in done.stdout
+    )
     data = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
     assert [row["model"] for row in data["accepted"]] == ["cli-good"]
 
@@ -97,7 +121,10 @@ def test_merge_folds_worker_shards(good: Path, tmp_path: Path) -> None:
     RecordStore(run, "gw1").append(records[1::2])
     done = cli("merge", run)
     assert done.returncode == 0, done.stderr
-    assert f"merged 2 file(s) (trials.gw0.jsonl, trials.gw1.jsonl) into {run / 'trials.jsonl'}" in done.stdout
+    assert (
+        f"merged 2 file(s) (trials.gw0.jsonl, trials.gw1.jsonl) into {run / 'trials.jsonl'}"
+        in done.stdout
+    )
     assert sorted(p.name for p in run.iterdir()) == ["trials.jsonl"]
     assert [r.trial_id for r in RecordStore(run).all()] == [r.trial_id for r in records]
 

@@ -33,7 +33,9 @@ def test_valid_submission_is_accepted() -> None:
 
 
 def test_summary_path_is_accepted_too() -> None:
-    assert load_submission(cached_run(model="alpha", skill=MODELS["alpha"]) / "summary.json").accepted
+    assert load_submission(
+        cached_run(model="alpha", skill=MODELS["alpha"]) / "summary.json"
+    ).accepted
 
 
 def test_inflated_rate_is_rejected(tmp_path: Path) -> None:
@@ -45,18 +47,25 @@ def test_inflated_rate_is_rejected(tmp_path: Path) -> None:
 
     edit_summary(run, inflate)
     reasons = load_submission(run).reasons
-    assert len(reasons) == 1 and re.match(r"thought_vs_text\.naming\[think\]@L\d+,s\d: summary \d+/8, trials\.jsonl gives \d+/8", reasons[0])
+    assert len(reasons) == 1 and re.match(
+        r"thought_vs_text\.naming\[think\]@L\d+,s\d: summary \d+/8, trials\.jsonl gives \d+/8",
+        reasons[0],
+    )
 
 
 def test_tampered_cosine_mean_is_rejected(tmp_path: Path) -> None:
     run = _copy("alpha", tmp_path, skill=MODELS["alpha"])
-    edit_summary(run, lambda s: _first(s, "intentional_control.think_minus_dont").update(estimate=0.5))
+    edit_summary(
+        run, lambda s: _first(s, "intentional_control.think_minus_dont").update(estimate=0.5)
+    )
     assert any("intentional_control.think_minus_dont" in r for r in load_submission(run).reasons)
 
 
 def test_other_stimuli_are_rejected(tmp_path: Path) -> None:
     run = tmp_path / "other"
-    shutil.copytree(cached_run(model="other-stimuli", stimuli_hash="a" * 64, trials=4, layers=(0.5,)), run)
+    shutil.copytree(
+        cached_run(model="other-stimuli", stimuli_hash="a" * 64, trials=4, layers=(0.5,)), run
+    )
     reasons = load_submission(run).reasons
     assert any("is not the pinned paper_stimuli.json" in r for r in reasons)
 
@@ -68,10 +77,15 @@ def test_missing_controls_and_trials_are_rejected(tmp_path: Path) -> None:
         summary["verdicts"] = [v for v in summary["verdicts"] if v["test"] != "random_vector"]
         summary["metrics"] = [m for m in summary["metrics"] if m["condition"] != "random_vector"]
         for verdict in summary["verdicts"]:
-            verdict["metrics"] = [m for m in verdict["metrics"] if m["condition"] != "random_vector"]
+            verdict["metrics"] = [
+                m for m in verdict["metrics"] if m["condition"] != "random_vector"
+            ]
 
     edit_summary(run, drop_random_vector)
-    assert "required controls missing: injected_thought.random_affirms[random_vector]" in load_submission(run).reasons
+    assert (
+        "required controls missing: injected_thought.random_affirms[random_vector]"
+        in load_submission(run).reasons
+    )
     (run / "trials.jsonl").unlink()
     assert any("no trials.jsonl" in r for r in load_submission(run).reasons)
 
@@ -86,7 +100,9 @@ def test_schema_violation_is_rejected(tmp_path: Path) -> None:
 def test_other_judge_is_rejected(tmp_path: Path) -> None:
     runs = [cached_run(model=name, skill=skill) for name, skill in MODELS.items()]
     other = tmp_path / "llm-graded"
-    shutil.copytree(cached_run(model="llm-graded", judge="openai:gpt-4o-mini@1", trials=4, layers=(0.5,)), other)
+    shutil.copytree(
+        cached_run(model="llm-graded", judge="openai:gpt-4o-mini@1", trials=4, layers=(0.5,)), other
+    )
     board = build_leaderboard([*runs, other], tmp_path / "board")
     assert board.judge == "rule@1" and len(board.accepted) == 3
     (rejected,) = board.rejected
@@ -109,7 +125,15 @@ def test_page_json_lists_rows_and_rejections(board: Path) -> None:
     data = json.loads((board.parent / "leaderboard.json").read_text())
     assert {row["model"] for row in data["accepted"]} == set(MODELS)
     row = data["accepted"][0]
-    assert {"success", "net", "false_positive", "thought_vs_text", "prefill", "intentional", "yes_bias"} <= set(row["values"])
+    assert {
+        "success",
+        "net",
+        "false_positive",
+        "thought_vs_text",
+        "prefill",
+        "intentional",
+        "yes_bias",
+    } <= set(row["values"])
     assert all(v["low"] <= v["estimate"] <= v["high"] for v in row["values"].values())
     assert data["rejected"][0]["reasons"][0].startswith("injected_thought.success[injected]@")
 
@@ -122,15 +146,25 @@ def _rows(dom: str) -> list[tuple[str, dict[str, float]]]:
     for row in re.findall(r"<tr class=\"submission\">(.*?)</tr>", body, flags=re.S):
         values = re.findall(r'<td(?: data-value="([^"]*)")?>', row)
         model = values[0]
-        numbers = {k: float(v) if v else float("nan") for k, v in zip(keys[1:-1], values[1:-1], strict=True)}
+        numbers = {
+            k: float(v) if v else float("nan")
+            for k, v in zip(keys[1:-1], values[1:-1], strict=True)
+        }
         rows.append((model, numbers))
     return rows
 
 
-@pytest.mark.skipif(chromium() is None, reason="chromium not installed (apt-get install -y chromium): sorting not checked")
-@pytest.mark.parametrize(("column", "direction"), [("success", "desc"), ("success", "asc"), ("false_positive", None),
-                                                  ("model", None)])
-def test_sorting_in_chromium(board: Path, tmp_path: Path, column: str, direction: str | None) -> None:
+@pytest.mark.skipif(
+    chromium() is None,
+    reason="chromium not installed (apt-get install -y chromium): sorting not checked",
+)
+@pytest.mark.parametrize(
+    ("column", "direction"),
+    [("success", "desc"), ("success", "asc"), ("false_positive", None), ("model", None)],
+)
+def test_sorting_in_chromium(
+    board: Path, tmp_path: Path, column: str, direction: str | None
+) -> None:
     query = f"?sort={column}" + (f"&dir={direction}" if direction else "")
     dom = dump_dom(board.as_uri() + query, tmp_path / "profile")
     assert f'data-sorted-by="{column}"' in dom
@@ -141,7 +175,9 @@ def test_sorting_in_chromium(board: Path, tmp_path: Path, column: str, direction
         assert [m for m, _ in rows] == sorted(MODELS)
         return
     values = [numbers[column] for _, numbers in rows]
-    descending = direction != "asc"  # a first click on a number column sorts best-first (descending)
+    descending = (
+        direction != "asc"
+    )  # a first click on a number column sorts best-first (descending)
     assert f'aria-sort="{"descending" if descending else "ascending"}"' in dom
     assert values == sorted(values, reverse=descending)
     assert len(set(values)) > 1, "sorting is not exercised when all values tie"

@@ -1,4 +1,4 @@
-"""Regression mode: metric-by-metric comparison of two summaries, and the --baseline suite module."""
+"""Regression mode: metric-by-metric comparison of summaries, and the --baseline suite module."""
 
 from __future__ import annotations
 
@@ -78,7 +78,11 @@ def test_improvement_and_undirected_change_do_not_fail(good: dict[str, Any]) -> 
 def test_holm_makes_a_marginal_single_drop_pass(good: dict[str, Any]) -> None:
     # 8/8 -> 5/8 alone has p < 0.05, but not after Holm over every metric of the run.
     current = copy.deepcopy(good)
-    key = next(m["key"] for m in good["metrics"] if m["k"] == 8 and m["n"] == 8 and direction_of(m["name"], m["condition"]) == 1)
+    key = next(
+        m["key"]
+        for m in good["metrics"]
+        if m["k"] == 8 and m["n"] == 8 and direction_of(m["name"], m["condition"]) == 1
+    )
     _set_rate(current, key, 5)
     row = compare_summaries(good, current).row(key)
     assert row.p_value < 0.1 and row.p_holm >= 0.05 and row.status == "ok"
@@ -86,9 +90,15 @@ def test_holm_makes_a_marginal_single_drop_pass(good: dict[str, Any]) -> None:
 
 def test_continuous_metric_drop_is_detected(good: dict[str, Any]) -> None:
     current = copy.deepcopy(good)
-    key = next(m["key"] for m in good["metrics"] if m["name"] == "intentional_control.think_minus_dont")
+    key = next(
+        m["key"] for m in good["metrics"] if m["name"] == "intentional_control.think_minus_dont"
+    )
     metric = _metric(current, key)
-    metric["estimate"], metric["interval"]["low"], metric["interval"]["high"] = -0.02, -0.025, -0.015
+    metric["estimate"], metric["interval"]["low"], metric["interval"]["high"] = (
+        -0.02,
+        -0.025,
+        -0.015,
+    )
     (row,) = compare_summaries(good, current).regressions
     assert row.key == key and row.method == "normal-approx"
 
@@ -141,7 +151,8 @@ class FakeBench:
         summary = load_summary(run_dir)
         self.records = RecordStore(run_dir).all()
         self.thresholds = THRESHOLDS
-        config = RunConfig(layers=tuple(summary["config"]["layers"]), strengths=tuple(summary["config"]["strengths"]))
+        layers, strengths = summary["config"]["layers"], summary["config"]["strengths"]
+        config = RunConfig(layers=tuple(layers), strengths=tuple(strengths))
         self.session = SimpleNamespace(config=config, layer_index=layer_index)
         self._identity = dict(summary["identity"])
 
@@ -155,7 +166,8 @@ class FakeBench:
 
     def verdict_dict(self, verdict):
         data = asdict(verdict)
-        data["cell"] = {{"layer": verdict.cell.layer, "strength": verdict.cell.strength, "label": verdict.cell.label}}
+        cell = verdict.cell
+        data["cell"] = {{"layer": cell.layer, "strength": cell.strength, "label": cell.label}}
         data["protocol"] = TEST_OWNERS[verdict.test].NAME
         data["protocol_version"] = TEST_OWNERS[verdict.test].VERSION
         return data
@@ -190,13 +202,18 @@ def test_suite_module_fails_on_regressed_model(pytester: pytest.Pytester) -> Non
     baseline = cached_run(model="good", skill=0.9, false_positive=0.05)
     worse = cached_run(model="worse", skill=0.0, false_positive=0.9)
     _suite(pytester, worse)
-    result = pytester.runpytest("--baseline", str(baseline / "summary.json"), "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        "--baseline", str(baseline / "summary.json"), "-p", "no:cacheprovider"
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 3 and outcomes.get("passed", 0) >= 1
-    result.stdout.fnmatch_lines([
-        "*REGRESSION injected_thought.success[[]injected[]]@L8,s2: baseline */8 = * -> current 0/8 = *Holm p=*",
-        "*REGRESSION yes_bias.affirmative[[]none[]]: baseline */8 = * -> current */8 = *Holm p=*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*REGRESSION injected_thought.success[[]injected[]]@L8,s2: "
+            "baseline */8 = * -> current 0/8 = *Holm p=*",
+            "*REGRESSION yes_bias.affirmative[[]none[]]: baseline */8 = * -> current */8 = *Holm*",
+        ]
+    )
 
 
 def test_suite_module_refuses_other_stimuli(pytester: pytest.Pytester, tmp_path: Path) -> None:
@@ -204,7 +221,9 @@ def test_suite_module_refuses_other_stimuli(pytester: pytest.Pytester, tmp_path:
     shutil.copytree(cached_run(model="good", skill=0.9, false_positive=0.05), baseline)
     edit_summary(baseline, lambda s: s["identity"].update(stimuli_hash="1" * 64))
     _suite(pytester, cached_run(model="good", skill=0.9, false_positive=0.05))
-    result = pytester.runpytest("--baseline", str(baseline / "summary.json"), "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        "--baseline", str(baseline / "summary.json"), "-p", "no:cacheprovider"
+    )
     assert result.parseoutcomes().get("failed", 0) == len(load_summary(baseline)["metrics"])
     result.stdout.fnmatch_lines(["*refusing to compare runs on different stimuli*"])
 

@@ -27,10 +27,17 @@ from introspection_bench.report import (
 from introspection_bench.summary import load_summary
 
 needs_chromium = pytest.mark.skipif(
-    chromium() is None, reason="chromium not installed (apt-get install -y chromium): browser rendering not checked"
+    chromium() is None,
+    reason="chromium not installed (apt-get install -y chromium): browser rendering not checked",
 )
-PROTOCOLS = ("injected_thought", "thought_vs_text", "prefill", "intentional_control", "yes_bias",
-             "alternative_prompt")
+PROTOCOLS = (
+    "injected_thought",
+    "thought_vs_text",
+    "prefill",
+    "intentional_control",
+    "yes_bias",
+    "alternative_prompt",
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +45,32 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-layer synthetic run with a cached judge accuracy, reported once."""
     target = tmp_path_factory.mktemp("report") / "run"
     shutil.copytree(cached_run(model="reported", skill=0.8), target)
-    assert judge_accuracy_table(load_summary(target), target, measure=False) is None  # nothing cached yet
+    assert (
+        judge_accuracy_table(load_summary(target), target, measure=False) is None
+    )  # nothing cached yet
     digest = hashlib.sha256()
     for path in sorted(GRADING_FIXTURES.glob("*.jsonl")):
         digest.update(path.read_bytes())
     table = {"affirms": {"accuracy": 0.99, "n": 300, "false_positive_rate": 0.01}}
-    (target / ACCURACY_FILE).write_text(json.dumps(
-        {"judge": "rule@1", "fixtures_sha256": digest.hexdigest(), "n_cases": 300, "table": table}))
+    (target / ACCURACY_FILE).write_text(
+        json.dumps(
+            {
+                "judge": "rule@1",
+                "fixtures_sha256": digest.hexdigest(),
+                "n_cases": 300,
+                "table": table,
+            }
+        )
+    )
     write_reports(target, judge_accuracy=False)
     return target
 
 
 def test_html_is_self_contained(run_dir: Path) -> None:
     text = (run_dir / "report.html").read_text()
-    assert not re.search(r"""(src|href)=['"]?(https?:)?//""", text), "external resource in report.html"
+    assert not re.search(r"""(src|href)=['"]?(https?:)?//""", text), (
+        "external resource in report.html"
+    )
     images = re.findall(r"<img src='data:image/png;base64,([A-Za-z0-9+/=]+)'", text)
     assert len(images) >= 8
     assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for data in images)
@@ -63,8 +82,12 @@ def test_markdown_has_tables_plots_examples_and_judge(run_dir: Path) -> None:
         assert f"## {protocol} (v1)" in text
     assert "| test | cell | metrics: k/n, 95% interval | rule | multiplicity | verdict |" in text
     links = re.findall(r"\]\((plots/[^)]+\.png)\)", text)
-    assert {"plots/injected_thought_rates.png", "plots/prefill_rates.png", "plots/intentional_control_cosine.png",
-            "plots/injected_thought_success_injected_heatmap.png"} <= set(links)
+    assert {
+        "plots/injected_thought_rates.png",
+        "plots/prefill_rates.png",
+        "plots/intentional_control_cosine.png",
+        "plots/injected_thought_success_injected_heatmap.png",
+    } <= set(links)
     assert all((run_dir / link).is_file() for link in links)
     for outcome in ("success", "miss", "false alarm", "incoherent"):
         assert f"### {outcome}" in text
@@ -86,7 +109,7 @@ def test_report_renders_tables_and_plots_in_chromium(run_dir: Path, tmp_path: Pa
     assert loaded is not None, "the page's load script did not run"
     assert int(loaded.group(1)) == n_images >= 8, "some plots did not decode"
     assert '<p class="broken">' not in dom
-    assert dom.count("<table class=\"verdicts\">") == len(PROTOCOLS)
+    assert dom.count('<table class="verdicts">') == len(PROTOCOLS)
     for protocol in PROTOCOLS:
         assert f'<section id="{protocol}">' in dom
     # Every verdict of the summary is a row, with its pass/fail.
@@ -94,7 +117,7 @@ def test_report_renders_tables_and_plots_in_chromium(run_dir: Path, tmp_path: Pa
     rows = re.findall(r'<span class="(pass|fail)">', dom)
     assert len(rows) == len(summary["verdicts"])
     assert rows.count("pass") == sum(v["passed"] for v in summary["verdicts"])
-    assert "Example transcripts" in dom and "<table class=\"judge\">" in dom
+    assert "Example transcripts" in dom and '<table class="judge">' in dom
 
 
 @needs_chromium
@@ -108,7 +131,9 @@ def test_a_broken_plot_is_flagged_in_the_page(run_dir: Path, tmp_path: Path) -> 
 
 def test_report_of_a_one_layer_run_has_no_heatmap(tmp_path: Path) -> None:
     run = tmp_path / "one"
-    shutil.copytree(cached_run(model="one-layer", layers=(0.5,), strengths=(1.0, 2.0), trials=4), run)
+    shutil.copytree(
+        cached_run(model="one-layer", layers=(0.5,), strengths=(1.0, 2.0), trials=4), run
+    )
     write_reports(run, judge_accuracy=False)
     text = (run / "report.md").read_text()
     assert "heatmap" not in text and "plots/injected_thought_rates.png" in text
@@ -117,7 +142,9 @@ def test_report_of_a_one_layer_run_has_no_heatmap(tmp_path: Path) -> None:
 
 def test_report_refuses_an_invalid_summary(tmp_path: Path) -> None:
     run = tmp_path / "bad"
-    shutil.copytree(cached_run(model="one-layer", layers=(0.5,), strengths=(1.0, 2.0), trials=4), run)
+    shutil.copytree(
+        cached_run(model="one-layer", layers=(0.5,), strengths=(1.0, 2.0), trials=4), run
+    )
     edit_summary(run, lambda s: s["identity"].pop("stimuli_hash"))
     with pytest.raises(RecordsError, match="stimuli_hash"):
         write_reports(run, judge_accuracy=False)
