@@ -44,8 +44,13 @@ def build_model(args: argparse.Namespace):
     layers, hidden = (int(x) for x in args.random_config.removeprefix("llama-").split("x"))
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4, num_hidden_layers=layers,
-        num_attention_heads=hidden // 64, num_key_value_heads=hidden // 256, max_position_embeddings=4096,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        num_key_value_heads=hidden // 256,
+        max_position_embeddings=4096,
     )
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -64,7 +69,11 @@ def exp1_requests(lm, count: int, new_tokens: int, temperature: float) -> list[G
     for i in range(count):
         vector = torch.randn(lm.d_model, generator=generator)
         injection = InjectionSpec(layer, vector, 0.5, start) if i % 2 == 0 else None
-        requests.append(GenerationRequest(f"t{i}", prompt.input_ids, injection, new_tokens, temperature, seed_from_id(f"t{i}")))
+        requests.append(
+            GenerationRequest(
+                f"t{i}", prompt.input_ids, injection, new_tokens, temperature, seed_from_id(f"t{i}")
+            )
+        )
     return requests
 
 
@@ -87,7 +96,11 @@ def plain_generate(lm, requests, batch: int, hook: bool = False) -> int:
         ids = torch.tensor([r.input_ids for r in chunk], device=lm.device)
         handle = None
         if hook:
-            delta = chunk[0].injection.vector.to(lm.device, lm.dtype) * 0.5 if chunk[0].injection else None
+            delta = (
+                chunk[0].injection.vector.to(lm.device, lm.dtype) * 0.5
+                if chunk[0].injection
+                else None
+            )
 
             def add(module, args, output, delta=delta):
                 return output if delta is None else output + delta
@@ -96,8 +109,13 @@ def plain_generate(lm, requests, batch: int, hook: bool = False) -> int:
         try:
             sample = chunk[0].temperature > 0
             out = lm.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=chunk[0].max_new_tokens,
-                do_sample=sample, temperature=chunk[0].temperature if sample else None, top_k=None, top_p=None,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=chunk[0].max_new_tokens,
+                do_sample=sample,
+                temperature=chunk[0].temperature if sample else None,
+                top_k=None,
+                top_p=None,
                 pad_token_id=lm.tokenizer.pad_token_id,
             )
         finally:
@@ -108,27 +126,39 @@ def plain_generate(lm, requests, batch: int, hook: bool = False) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="default")
-    parser.add_argument("--random-config", default=None, help="e.g. llama-16x2048 (random weights, no download)")
+    parser.add_argument(
+        "--random-config", default=None, help="e.g. llama-16x2048 (random weights, no download)"
+    )
     parser.add_argument("--tokenizer", default=None, help="tokenizer dir for --random-config")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--fixed-tokens", type=int, default=32)
-    parser.add_argument("--single-trials", type=int, default=4, help="trials for the batch-1 measurements")
+    parser.add_argument(
+        "--single-trials", type=int, default=4, help="trials for the batch-1 measurements"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     lm = build_model(args)
     results: dict[str, object] = {
-        "model": lm.spec, "device": str(lm.device), "dtype": str(lm.dtype), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "model": lm.spec,
+        "device": str(lm.device),
+        "dtype": str(lm.dtype),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
     }
     # Warm-up (allocations, kernels).
     Decoder(lm, 4).generate(exp1_requests(lm, 4, 4, 0.0))
 
     fixed = exp1_requests(lm, 32, args.fixed_tokens, 0.0)
-    ours = timed(lambda: Decoder(lm, 32, share_prefix=False, refill=False, stop_at_eos=False).generate(fixed))
+    ours = timed(
+        lambda: Decoder(lm, 32, share_prefix=False, refill=False, stop_at_eos=False).generate(fixed)
+    )
     theirs = timed(lambda: plain_generate(lm, fixed, 32))
     tokens = 32 * args.fixed_tokens
     results["plain_generate_tokens_per_s"] = tokens / theirs
@@ -147,8 +177,12 @@ def main() -> None:
     hooked_1 = timed(lambda: plain_generate(lm, singles, 1, hook=True))
     results["ours_trials_per_s_batch1"] = len(singles) / ours_1
     results["hooked_generate_trials_per_s_batch1"] = len(singles) / hooked_1
-    results["batch32_vs_batch1"] = results["ours_trials_per_s_batch32"] / results["ours_trials_per_s_batch1"]
-    results["vs_one_at_a_time_hook"] = results["ours_trials_per_s_batch32"] / results["hooked_generate_trials_per_s_batch1"]
+    results["batch32_vs_batch1"] = (
+        results["ours_trials_per_s_batch32"] / results["ours_trials_per_s_batch1"]
+    )
+    results["vs_one_at_a_time_hook"] = (
+        results["ours_trials_per_s_batch32"] / results["hooked_generate_trials_per_s_batch1"]
+    )
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

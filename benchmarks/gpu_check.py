@@ -28,21 +28,53 @@ def main() -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     torch.manual_seed(0)
     results: dict[str, object] = {"device": torch.cuda.get_device_name(0)}
     failures = []
     for dtype in (torch.float32, torch.bfloat16):
-        lm = wrap_model(LlamaForCausalLM(config).to("cuda", dtype), tokenizer, spec="random:llama-4x256")
-        prompts = [tokenizer(t)["input_ids"] for t in ("Hello there, how are", "A much longer prompt that goes on and on about things", "Hi")]
+        lm = wrap_model(
+            LlamaForCausalLM(config).to("cuda", dtype), tokenizer, spec="random:llama-4x256"
+        )
+        prompts = [
+            tokenizer(t)["input_ids"]
+            for t in (
+                "Hello there, how are",
+                "A much longer prompt that goes on and on about things",
+                "Hi",
+            )
+        ]
         vector = torch.randn(lm.d_model)
         requests = [
-            GenerationRequest(f"r{i}", tuple(p), InjectionSpec(2, vector, 4.0, 1) if i % 2 else None, 16, t, seed_from_id(f"r{i}"))
-            for i, p in enumerate(prompts) for t in (0.0, 1.0)
+            GenerationRequest(
+                f"r{i}",
+                tuple(p),
+                InjectionSpec(2, vector, 4.0, 1) if i % 2 else None,
+                16,
+                t,
+                seed_from_id(f"r{i}"),
+            )
+            for i, p in enumerate(prompts)
+            for t in (0.0, 1.0)
         ]
-        requests = [GenerationRequest(f"{r.trial_id}-{k}", r.input_ids, r.injection, r.max_new_tokens, r.temperature, r.seed)
-                    for k, r in enumerate(requests)]
+        requests = [
+            GenerationRequest(
+                f"{r.trial_id}-{k}",
+                r.input_ids,
+                r.injection,
+                r.max_new_tokens,
+                r.temperature,
+                r.seed,
+            )
+            for k, r in enumerate(requests)
+        ]
         batched = Decoder(lm, 8).generate(requests)
         alone = [Decoder(lm, 1).generate([r])[0] for r in requests]
         same = sum(a.token_ids == b.token_ids for a, b in zip(batched, alone))
@@ -60,7 +92,11 @@ def main() -> None:
         with inject(lm, rows), record(lm, [2]) as hooked:
             lm.model(input_ids=ids, position_ids=positions)
         expected = rows.add_to(plain[2], 2, positions)
-        exact = torch.equal(hooked[2], expected) and torch.equal(hooked[2][:, :3], plain[2][:, :3]) and torch.equal(hooked[2][:, 6:], plain[2][:, 6:])
+        exact = (
+            torch.equal(hooked[2], expected)
+            and torch.equal(hooked[2][:, :3], plain[2][:, :3])
+            and torch.equal(hooked[2][:, 6:], plain[2][:, 6:])
+        )
         results[f"hook_exact_{name}"] = exact
         if not exact:
             failures.append(f"hook not exact in {name}")

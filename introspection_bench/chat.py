@@ -32,11 +32,14 @@ class SpanRef:
     """One past the last character."""
 
     @classmethod
-    def of(cls, turns: Sequence[tuple[str, str]], turn: int, text: str, *, occurrence: int = 0) -> SpanRef:
+    def of(
+        cls, turns: Sequence[tuple[str, str]], turn: int, text: str, *, occurrence: int = 0
+    ) -> SpanRef:
         """The span of `text` inside turn `turn` (its `occurrence`-th appearance).
 
         Raises:
             StimuliError: When `text` is not in that turn.
+
         """
         content = turns[turn][1]
         start = -1
@@ -91,6 +94,7 @@ def render_chat(
 
     Raises:
         StimuliError: When a turn's content cannot be found verbatim in the rendered text.
+
     """
     spans = spans or {}
     text, content_starts, template = _render_text(tokenizer, turns, add_generation_prompt)
@@ -104,15 +108,20 @@ def render_chat(
     return RenderedPrompt(text, tuple(encoded["input_ids"]), token_spans, template)
 
 
-def char_span_to_tokens(offsets: Sequence[tuple[int, int]], start: int, end: int, name: str = "span") -> tuple[int, int]:
+def char_span_to_tokens(
+    offsets: Sequence[tuple[int, int]], start: int, end: int, name: str = "span"
+) -> tuple[int, int]:
     """Token range [first, last + 1) of every token overlapping characters [start, end).
 
     Raises:
         InjectionError: When no token overlaps the range (an empty or out-of-text span).
+
     """
     hits = [i for i, (a, b) in enumerate(offsets) if a < end and b > start and b > a]
     if not hits:
-        raise InjectionError(f"span {name!r} (characters {start}..{end}) covers no token of the prompt")
+        raise InjectionError(
+            f"span {name!r} (characters {start}..{end}) covers no token of the prompt"
+        )
     return hits[0], hits[-1] + 1
 
 

@@ -48,7 +48,9 @@ class ConceptVectors:
         try:
             return self.vectors[self.words.index(word.lower())]
         except ValueError:
-            raise ConfigError(f"no concept vector for {word!r}; extracted words: {', '.join(self.words[:8])}...") from None
+            raise ConfigError(
+                f"no concept vector for {word!r}; extracted words: {', '.join(self.words[:8])}..."
+            ) from None
 
     def norm_ratio(self, vector: torch.Tensor, strength: float) -> float:
         """Norm of `strength * vector` over the median residual norm at this layer."""
@@ -87,17 +89,23 @@ def extract_concept_vectors(
     Raises:
         StimuliError: For an empty word or baseline list.
         ConfigError: For an unknown method.
+
     """
     if not words or not baseline_words:
         raise StimuliError("concept extraction needs a non-empty word list and baseline list")
     if method not in METHODS:
-        raise ConfigError(f"unknown concept-vector method {method!r}; use one of {', '.join(METHODS)}")
+        raise ConfigError(
+            f"unknown concept-vector method {method!r}; use one of {', '.join(METHODS)}"
+        )
     words = tuple(w.lower() for w in words)
     baseline = tuple(w.lower() for w in baseline_words)
     layers = sorted({lm.resolve_layer(layer) for layer in layers})
     directory = (cache_dir or cache_root() / "vectors") / lm.fingerprint[:16]
     key = f"{method}-{word_list_hash(words)}-{word_list_hash(baseline)}"
-    cached = {layer: _load(directory / f"{key}-L{layer}.safetensors", layer, method, words) for layer in layers}
+    cached = {
+        layer: _load(directory / f"{key}-L{layer}.safetensors", layer, method, words)
+        for layer in layers
+    }
     missing = [layer for layer, found in cached.items() if found is None]
     if missing:
         activations, medians = _read_activations(lm, words + baseline, missing, method, batch_size)
@@ -117,7 +125,9 @@ def random_vectors(like: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     directions = directions / directions.norm(dim=-1, keepdim=True)
     norms = like.float().norm(dim=-1).reshape(-1, 1)
     if norms.shape[0] not in (1, count):
-        raise ConfigError(f"cannot match {count} random vectors to {norms.shape[0]} reference norms")
+        raise ConfigError(
+            f"cannot match {count} random vectors to {norms.shape[0]} reference norms"
+        )
     return directions * norms
 
 
@@ -134,14 +144,23 @@ def _read_activations(
             prompts.append(render_chat(lm.tokenizer, turns, {"word": SpanRef.of(turns, 0, word)}))
         width = max(len(p.input_ids) for p in prompts)
         pad = lm.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p.input_ids)) + list(p.input_ids) for p in prompts], device=lm.device)
-        mask = (torch.arange(width, device=lm.device)[None] >= torch.tensor([width - len(p.input_ids) for p in prompts], device=lm.device)[:, None]).long()
+        ids = torch.tensor(
+            [[pad] * (width - len(p.input_ids)) + list(p.input_ids) for p in prompts],
+            device=lm.device,
+        )
+        mask = (
+            torch.arange(width, device=lm.device)[None]
+            >= torch.tensor([width - len(p.input_ids) for p in prompts], device=lm.device)[:, None]
+        ).long()
         positions = positions_from_mask(mask)
         # Read index: the last prompt token, or the word's last token (shifted by the left padding).
         if method == "last_token":
             read = torch.full((len(chunk),), width - 1, device=lm.device)
         else:
-            read = torch.tensor([width - len(p.input_ids) + p.spans["word"][1] - 1 for p in prompts], device=lm.device)
+            read = torch.tensor(
+                [width - len(p.input_ids) + p.spans["word"][1] - 1 for p in prompts],
+                device=lm.device,
+            )
         with torch.inference_mode(), record(lm, layers) as recorded:
             lm.model(input_ids=ids, attention_mask=mask, position_ids=positions.clamp(min=0))
         valid = positions > 0

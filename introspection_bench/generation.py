@@ -110,6 +110,7 @@ class Decoder:
         share_prefix: Encode the common prompt prefix of a group once.
         refill: Merge waiting trials into the running batch as rows finish.
         stop_at_eos: Stop a row at EOS (off only for fixed-length benchmarks).
+
     """
 
     def __init__(
@@ -147,6 +148,7 @@ class Decoder:
 
         Returns:
             One completion per request.
+
         """
         results: dict[int, Completion] = {}
         waiting = deque(range(len(requests)))
@@ -163,7 +165,9 @@ class Decoder:
     def _shrink_after_oom(self, waiting: deque[int], batch: _Batch | None) -> None:
         """Halve the batch size and requeue the rows in flight (their seeds make reruns identical)."""
         if self.batch_size <= 1:
-            raise InjectionError("out of memory at batch size 1; use a smaller model, --dtype bf16 or another device")
+            raise InjectionError(
+                "out of memory at batch size 1; use a smaller model, --dtype bf16 or another device"
+            )
         in_flight = batch.requests if batch is not None else []
         waiting.extendleft(reversed(in_flight))
         self.batch_size //= 2
@@ -172,11 +176,15 @@ class Decoder:
             torch.cuda.empty_cache()
         return None
 
-    def _admit(self, requests: Sequence[GenerationRequest], waiting: deque[int], batch: _Batch | None) -> _Batch:
+    def _admit(
+        self, requests: Sequence[GenerationRequest], waiting: deque[int], batch: _Batch | None
+    ) -> _Batch:
         active = 0 if batch is None else batch.size
         free = self.batch_size - active
         can_merge = batch is None or active == 0 or (self.refill and _mergeable(batch.cache))
-        if batch is not None and (not waiting or free <= 0 or not can_merge or (active and free < self.batch_size // 2)):
+        if batch is not None and (
+            not waiting or free <= 0 or not can_merge or (active and free < self.batch_size // 2)
+        ):
             return batch
         group = [waiting.popleft() for _ in range(min(free, len(waiting)))]
         try:
@@ -196,14 +204,20 @@ class Decoder:
         width = max(len(t) for t in tails)
         pad = lm.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(t)) + list(t) for t in tails], device=lm.device)
-        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=lm.device)
+        tail_mask = torch.tensor(
+            [[0] * (width - len(t)) + [1] * len(t) for t in tails], device=lm.device
+        )
         mask = torch.cat([prefix_mask, tail_mask], dim=1)
         positions = (shared + tail_mask.cumsum(-1) - 1).masked_fill(tail_mask == 0, -1)
-        rows = RowInjections([requests[i].injection for i in group], lm.d_model, lm.device, lm.dtype)
+        rows = RowInjections(
+            [requests[i].injection for i in group], lm.d_model, lm.device, lm.dtype
+        )
         logits = self._forward(ids, mask, positions, cache, rows)
         seeds = torch.tensor([requests[i].seed for i in group], dtype=torch.long, device=lm.device)
         next_position = torch.tensor([len(p) for p in prompts], device=lm.device)
-        return _Batch(list(group), cache, mask, next_position, logits, rows, seeds, [[] for _ in group])
+        return _Batch(
+            list(group), cache, mask, next_position, logits, rows, seeds, [[] for _ in group]
+        )
 
     def _sliding(self) -> bool:
         # A shared prefix puts padding between the prefix and each row's tail. Sliding-window
@@ -237,7 +251,13 @@ class Decoder:
             single = DynamicCache(config=lm.model.config)
             ids = torch.tensor([prefix], device=lm.device)
             positions = torch.arange(len(prefix), device=lm.device)[None]
-            lm.model(input_ids=ids, attention_mask=mask[:1], position_ids=positions, use_cache=True, **_cache_kwarg(lm, single))
+            lm.model(
+                input_ids=ids,
+                attention_mask=mask[:1],
+                position_ids=positions,
+                use_cache=True,
+                **_cache_kwarg(lm, single),
+            )
             self._prefix = (prefix, [(layer.keys, layer.values) for layer in single.layers])
         states = self._prefix[1]
         # Prime each cache layer with the batch-1 prefix, then copy it to every row.
@@ -247,7 +267,12 @@ class Decoder:
         return cache, mask
 
     def _forward(
-        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, rows: RowInjections
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: Any,
+        rows: RowInjections,
     ) -> torch.Tensor:
         rows.positions = positions
         with inject(self.lm, rows):
@@ -295,12 +320,16 @@ class Decoder:
             self._advance(batch, tokens)
 
     def _sample(self, requests: Sequence[GenerationRequest], batch: _Batch) -> torch.Tensor:
-        temperatures = torch.tensor([requests[i].temperature for i in batch.requests], device=batch.logits.device)
+        temperatures = torch.tensor(
+            [requests[i].temperature for i in batch.requests], device=batch.logits.device
+        )
         greedy = batch.logits.argmax(-1)
         if not bool((temperatures > 0).any()):
             return greedy
         # Gumbel-max: argmax(logits / T + Gumbel noise) samples softmax(logits / T).
-        steps = torch.tensor([len(t) for t in batch.tokens], dtype=torch.long, device=batch.logits.device)
+        steps = torch.tensor(
+            [len(t) for t in batch.tokens], dtype=torch.long, device=batch.logits.device
+        )
         uniforms = row_uniforms(batch.seeds, steps, batch.logits.shape[-1])
         gumbel = -torch.log(-torch.log(uniforms))
         scaled = batch.logits / temperatures.clamp(min=1e-6)[:, None]
@@ -308,10 +337,14 @@ class Decoder:
         return torch.where(temperatures > 0, sampled, greedy)
 
     def _advance(self, batch: _Batch, tokens: torch.Tensor) -> None:
-        ones = torch.ones(batch.size, 1, dtype=batch.attention_mask.dtype, device=batch.attention_mask.device)
+        ones = torch.ones(
+            batch.size, 1, dtype=batch.attention_mask.dtype, device=batch.attention_mask.device
+        )
         batch.attention_mask = torch.cat([batch.attention_mask, ones], dim=1)
         positions = batch.next_position[:, None]
-        batch.logits = self._forward(tokens[:, None], batch.attention_mask, positions, batch.cache, batch.rows)
+        batch.logits = self._forward(
+            tokens[:, None], batch.attention_mask, positions, batch.cache, batch.rows
+        )
         batch.next_position = batch.next_position + 1
 
 
@@ -361,7 +394,10 @@ def _select(batch: _Batch, keep: list[int]) -> None:
 
 def _mergeable(cache: Any) -> bool:
     # Sliding-window layers keep a truncated cache that cannot be left-padded consistently.
-    return all(not getattr(layer, "is_sliding", False) and type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
+    return all(
+        not getattr(layer, "is_sliding", False) and type(layer).__name__ == "DynamicLayer"
+        for layer in cache.layers
+    )
 
 
 def _merge(running: _Batch, fresh: _Batch) -> _Batch:
@@ -370,8 +406,12 @@ def _merge(running: _Batch, fresh: _Batch) -> _Batch:
         raise InjectionError("cannot merge batches whose cache has sliding-window layers")
     width = max(running.attention_mask.shape[1], fresh.attention_mask.shape[1])
     for target, source in zip(running.cache.layers, fresh.cache.layers, strict=True):
-        target.keys = torch.cat([_pad_left(target.keys, width, 2), _pad_left(source.keys, width, 2)])
-        target.values = torch.cat([_pad_left(target.values, width, 2), _pad_left(source.values, width, 2)])
+        target.keys = torch.cat(
+            [_pad_left(target.keys, width, 2), _pad_left(source.keys, width, 2)]
+        )
+        target.values = torch.cat(
+            [_pad_left(target.values, width, 2), _pad_left(source.values, width, 2)]
+        )
     running.attention_mask = torch.cat(
         [_pad_left(running.attention_mask, width, 1), _pad_left(fresh.attention_mask, width, 1)]
     )
@@ -400,7 +440,9 @@ def auto_batch_size(lm: LoadedModel, max_tokens: int = 1024) -> int:
     config = lm.model.config
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    bytes_per_row = 2 * lm.n_layers * heads * head_dim * max_tokens * torch.finfo(lm.dtype).bits // 8
+    bytes_per_row = (
+        2 * lm.n_layers * heads * head_dim * max_tokens * torch.finfo(lm.dtype).bits // 8
+    )
     free, _ = torch.cuda.mem_get_info(lm.device)
     return int(max(1, min(512, free // 2 // max(bytes_per_row, 1))))
 

@@ -58,7 +58,9 @@ class InjectionSpec:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.strength):
-            raise InjectionError(f"strength {self.strength} is not finite; give a finite number like 4")
+            raise InjectionError(
+                f"strength {self.strength} is not finite; give a finite number like 4"
+            )
         if self.vector.ndim != 1:
             raise InjectionError(f"vector must be 1-D [D], got shape {tuple(self.vector.shape)}")
         if not bool(torch.isfinite(self.vector).all()):
@@ -73,6 +75,7 @@ class InjectionSpec:
 
         Raises:
             InjectionError: Naming the window and the prompt length.
+
         """
         end_ok = self.end is None or self.end <= prompt_length
         if self.start >= prompt_length or not end_ok:
@@ -89,9 +92,12 @@ class RowInjections:
         deltas: layer -> [B, D] tensor of `strength * vector` (zero rows: no injection there).
         starts: [B] window starts. ends: [B] window ends (OPEN_END for open windows).
         positions: [B, T] absolute positions of the tokens of the current forward, or None.
+
     """
 
-    def __init__(self, specs: Sequence[InjectionSpec | None], d_model: int, device: Any, dtype: torch.dtype):
+    def __init__(
+        self, specs: Sequence[InjectionSpec | None], d_model: int, device: Any, dtype: torch.dtype
+    ):
         self.d_model, self.device, self.dtype = d_model, device, dtype
         batch = len(specs)
         self.starts = torch.zeros(batch, dtype=torch.long, device=device)
@@ -102,7 +108,9 @@ class RowInjections:
             if spec is None:
                 continue
             if spec.vector.shape[0] != d_model:
-                raise InjectionError(f"vector has width {spec.vector.shape[0]}, the model has {d_model}")
+                raise InjectionError(
+                    f"vector has width {spec.vector.shape[0]}, the model has {d_model}"
+                )
             if spec.layer not in self.deltas:
                 self.deltas[spec.layer] = torch.zeros(batch, d_model, dtype=dtype, device=device)
             # Scale in fp32, then cast once: the delta added is exactly this tensor.
@@ -124,15 +132,23 @@ class RowInjections:
     def extend(self, other: RowInjections) -> None:
         """Append `other`'s rows after this batch's rows."""
         for layer in set(self.deltas) | set(other.deltas):
-            mine = self.deltas.get(layer, torch.zeros(self.batch_size, self.d_model, dtype=self.dtype, device=self.device))
-            theirs = other.deltas.get(layer, torch.zeros(other.batch_size, self.d_model, dtype=self.dtype, device=self.device))
+            mine = self.deltas.get(
+                layer,
+                torch.zeros(self.batch_size, self.d_model, dtype=self.dtype, device=self.device),
+            )
+            theirs = other.deltas.get(
+                layer,
+                torch.zeros(other.batch_size, self.d_model, dtype=self.dtype, device=self.device),
+            )
             self.deltas[layer] = torch.cat([mine, theirs])
         self.starts = torch.cat([self.starts, other.starts])
         self.ends = torch.cat([self.ends, other.ends])
 
     def window_mask(self, positions: torch.Tensor) -> torch.Tensor:
         """[B, T] bool: which tokens of the current forward lie in their row's window."""
-        return (positions >= self.starts[:, None]) & (positions < self.ends[:, None]) & (positions > 0)
+        return (
+            (positions >= self.starts[:, None]) & (positions < self.ends[:, None]) & (positions > 0)
+        )
 
     def add_to(self, activation: torch.Tensor, layer: int, positions: torch.Tensor) -> torch.Tensor:
         """Return `activation` ([B, T, D]) plus each row's delta inside its window."""
@@ -178,13 +194,18 @@ def inject(lm: LoadedModel, rows: RowInjections) -> Iterator[RowInjections]:
     Raises:
         LayerOutOfRangeError: For a layer outside the model.
         InjectionError: When a forward gives the hook no way to know token positions.
+
     """
     for layer in rows.deltas:
         _check_layer(lm, layer)
     handles = []
     try:
         for layer in rows.deltas:
-            handles.append(lm.layers[layer].register_forward_hook(_injection_hook(rows, layer), with_kwargs=True))
+            handles.append(
+                lm.layers[layer].register_forward_hook(
+                    _injection_hook(rows, layer), with_kwargs=True
+                )
+            )
         yield rows
     finally:
         for handle in handles:
@@ -221,6 +242,7 @@ def record(lm: LoadedModel, layers: Sequence[int]) -> Iterator[dict[int, torch.T
     Yields:
         A dict filled as forwards run: layer -> [B, T, D] output of the last forward
         (after any injection at that layer, since hooks run in registration order).
+
     """
     for layer in layers:
         _check_layer(lm, layer)

@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from introspection_bench.errors import LayerOutOfRangeError, ModelSpecError, UnsupportedArchitectureError
+from introspection_bench.errors import (
+    LayerOutOfRangeError,
+    ModelSpecError,
+    UnsupportedArchitectureError,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +69,7 @@ class ModelSpec:
 
         Raises:
             ModelSpecError: For an unknown prefix or an empty target.
+
         """
         if spec == "default":
             return cls("default", "")
@@ -129,6 +134,7 @@ class LoadedModel:
 
         Raises:
             LayerOutOfRangeError: For an index outside [-n, n) or a fraction outside (0, 1).
+
         """
         n = self.n_layers
         if isinstance(layer, float):
@@ -152,6 +158,7 @@ def find_decoder_layers(model: Any) -> list[Any]:
 
     Raises:
         UnsupportedArchitectureError: Listing the supported `model_type`s.
+
     """
     model_type = getattr(model.config, "model_type", "?")
     path = DECODER_LAYER_PATHS.get(model_type)
@@ -210,7 +217,9 @@ def resolve_device(device: str) -> str:
         return device
     if device == "cuda" or device.startswith("cuda:") and device[5:].isdigit():
         if not torch.cuda.is_available():
-            raise ModelSpecError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+            raise ModelSpecError(
+                f"device {device!r} requested but CUDA is not available; use --device cpu"
+            )
         return device
     raise ModelSpecError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
@@ -229,12 +238,15 @@ def load_model(spec: str = "default", device: str = "auto", dtype: str = "auto")
     Raises:
         ModelSpecError: Unknown spec, or a model that is not on disk.
         UnsupportedArchitectureError: A model type without a known decoder-layer path.
+
     """
     parsed = ModelSpec.parse(spec)
     device_name = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device_name)
     directory, notes = _local_directory(parsed)
-    return load_directory(directory, spec=str(parsed), device=device_name, dtype=torch_dtype, notes=notes)
+    return load_directory(
+        directory, spec=str(parsed), device=device_name, dtype=torch_dtype, notes=notes
+    )
 
 
 def load_directory(
@@ -255,7 +267,9 @@ def load_directory(
     return wrap_model(model, tokenizer, spec=spec, notes=notes)
 
 
-def wrap_model(model: Any, tokenizer: Any, *, spec: str, notes: dict[str, str] | None = None) -> LoadedModel:
+def wrap_model(
+    model: Any, tokenizer: Any, *, spec: str, notes: dict[str, str] | None = None
+) -> LoadedModel:
     """Wrap an already-built model (e.g. a tiny random-weight one in tests) as a `LoadedModel`."""
     model.eval()
     model.requires_grad_(False)
@@ -310,7 +324,9 @@ def _local_directory(spec: ModelSpec) -> tuple[Path | str, dict[str, str]]:
     if spec.kind == "gguf":
         gguf = Path(spec.target).expanduser()
         if not gguf.is_file():
-            raise ModelSpecError(f"GGUF file not found: {gguf}; give an existing path as gguf:<file>")
+            raise ModelSpecError(
+                f"GGUF file not found: {gguf}; give an existing path as gguf:<file>"
+            )
         return convert_gguf(gguf), {"source": str(gguf)}
     if spec.kind == "local":
         directory = Path(spec.target).expanduser()
@@ -337,7 +353,9 @@ def _hub_snapshot(repo_id: str) -> str:
             "or point --model at local:<dir>"
         ) from error
     except Exception as error:  # hub errors come in many classes; all mean the same to the user
-        raise ModelSpecError(f"cannot fetch hf:{repo_id}: {error}; check the repo id and your HF token") from error
+        raise ModelSpecError(
+            f"cannot fetch hf:{repo_id}: {error}; check the repo id and your HF token"
+        ) from error
 
 
 def convert_gguf(gguf: Path) -> Path:
@@ -347,7 +365,9 @@ def convert_gguf(gguf: Path) -> Path:
     temporary directory and renames it, so parallel workers never see a half-written cache.
     """
     stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()[:16]
     target = cache_root() / "models" / f"{gguf.stem}-{key}"
     if (target / "config.json").is_file():
         return target
@@ -356,7 +376,9 @@ def convert_gguf(gguf: Path) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
     # The GGUF weights are de-quantized on load; drop the quantizer so the model can be saved.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

@@ -26,22 +26,85 @@ VERDICT_PROPERTY = "introspection_bench_verdict"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the suite's options in one group."""
-    group = parser.getgroup("introspection-bench", "introspection-bench: concept-injection protocols")
-    group.addoption("--model", dest="ib_model", default="default", help="default | hf:<id> | local:<dir> | gguf:<file>")
-    group.addoption("--profile", dest="ib_profile", default="smoke", help="smoke | standard | paper (default: smoke)")
-    group.addoption("--layers", dest="ib_layers", default=None, help="comma list of depth fractions (0.67) or indices (20)")
-    group.addoption("--strengths", dest="ib_strengths", default=None, help="comma list of injection strengths")
-    group.addoption("--dose", dest="ib_dose", default=None, help="raw (strength x raw vector, the paper) | norm (x median residual norm)")
-    group.addoption("--vector-method", dest="ib_vector_method", default=None, help="last_token (paper) | word_token")
-    group.addoption("--trials", dest="ib_trials", type=int, default=None, help="trials per condition and cell")
-    group.addoption("--seed", dest="ib_seed", type=int, default=0, help="run seed; trial seeds derive from it and trial ids")
+    group = parser.getgroup(
+        "introspection-bench", "introspection-bench: concept-injection protocols"
+    )
+    group.addoption(
+        "--model",
+        dest="ib_model",
+        default="default",
+        help="default | hf:<id> | local:<dir> | gguf:<file>",
+    )
+    group.addoption(
+        "--profile",
+        dest="ib_profile",
+        default="smoke",
+        help="smoke | standard | paper (default: smoke)",
+    )
+    group.addoption(
+        "--layers",
+        dest="ib_layers",
+        default=None,
+        help="comma list of depth fractions (0.67) or indices (20)",
+    )
+    group.addoption(
+        "--strengths", dest="ib_strengths", default=None, help="comma list of injection strengths"
+    )
+    group.addoption(
+        "--dose",
+        dest="ib_dose",
+        default=None,
+        help="raw (strength x raw vector, the paper) | norm (x median residual norm)",
+    )
+    group.addoption(
+        "--vector-method",
+        dest="ib_vector_method",
+        default=None,
+        help="last_token (paper) | word_token",
+    )
+    group.addoption(
+        "--trials", dest="ib_trials", type=int, default=None, help="trials per condition and cell"
+    )
+    group.addoption(
+        "--seed",
+        dest="ib_seed",
+        type=int,
+        default=0,
+        help="run seed; trial seeds derive from it and trial ids",
+    )
     group.addoption("--device", dest="ib_device", default="auto", help="auto | cpu | cuda | cuda:N")
     group.addoption("--dtype", dest="ib_dtype", default="auto", help="auto | bf16 | fp16 | fp32")
-    group.addoption("--batch-size", dest="ib_batch_size", type=int, default=None, help="rows in flight (default: automatic)")
-    group.addoption("--judge", dest="ib_judge", default="rule", help="rule | openai:<model> | hf:<id> | local:<dir>")
-    group.addoption("--judge-url", dest="ib_judge_url", default=None, help="base URL of an OpenAI-compatible judge endpoint")
-    group.addoption("--report-dir", dest="ib_report_dir", default=None, help="run directory (default: reports/<model>-<profile>-<config hash>)")
-    group.addoption("--baseline", dest="ib_baseline", default=None, help="summary.json of a previous run: fail on significant regressions")
+    group.addoption(
+        "--batch-size",
+        dest="ib_batch_size",
+        type=int,
+        default=None,
+        help="rows in flight (default: automatic)",
+    )
+    group.addoption(
+        "--judge",
+        dest="ib_judge",
+        default="rule",
+        help="rule | openai:<model> | hf:<id> | local:<dir>",
+    )
+    group.addoption(
+        "--judge-url",
+        dest="ib_judge_url",
+        default=None,
+        help="base URL of an OpenAI-compatible judge endpoint",
+    )
+    group.addoption(
+        "--report-dir",
+        dest="ib_report_dir",
+        default=None,
+        help="run directory (default: reports/<model>-<profile>-<config hash>)",
+    )
+    group.addoption(
+        "--baseline",
+        dest="ib_baseline",
+        default=None,
+        help="summary.json of a previous run: fail on significant regressions",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,8 +126,14 @@ def pytest_configure(config: pytest.Config) -> None:
             if value is not None:
                 settings[name] = value
         run = RunConfig(
-            model=options.ib_model, profile=options.ib_profile, seed=options.ib_seed, judge=options.ib_judge,
-            device=options.ib_device, dtype=options.ib_dtype, batch_size=options.ib_batch_size, **settings,
+            model=options.ib_model,
+            profile=options.ib_profile,
+            seed=options.ib_seed,
+            judge=options.ib_judge,
+            device=options.ib_device,
+            dtype=options.ib_dtype,
+            batch_size=options.ib_batch_size,
+            **settings,
         )
     except IntrospectionBenchError as error:
         raise pytest.UsageError(str(error)) from error
@@ -102,8 +171,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "baseline_metric" in metafunc.fixturenames:
         baseline = metafunc.config.stash.get(BASELINE, None)
         if baseline is None:
-            off = pytest.mark.skip(reason="no --baseline summary.json given: regression checks are off")
-            metafunc.parametrize("baseline_metric", [pytest.param(None, marks=off)], ids=["no-baseline"])
+            off = pytest.mark.skip(
+                reason="no --baseline summary.json given: regression checks are off"
+            )
+            metafunc.parametrize(
+                "baseline_metric", [pytest.param(None, marks=off)], ids=["no-baseline"]
+            )
         else:
             keys = [metric["key"] for metric in baseline["metrics"]]
             metafunc.parametrize("baseline_metric", keys, ids=keys)
@@ -118,7 +191,10 @@ def bench(request: pytest.FixtureRequest) -> Any:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     try:
         return SuiteRunner.start(
-            config.stash[RUN_CONFIG], config.stash[REPORT_DIR], worker=worker, judge_url=config.option.ib_judge_url,
+            config.stash[RUN_CONFIG],
+            config.stash[REPORT_DIR],
+            worker=worker,
+            judge_url=config.option.ib_judge_url,
             thresholds_path=Path(str(config.rootpath)) / "suites" / "thresholds.toml",
         )
     except IntrospectionBenchError as error:
@@ -128,7 +204,6 @@ def bench(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def check(bench: Any, request: pytest.FixtureRequest) -> Any:
     """`check(test, cell)`: run the protocol if needed, then pass or fail on its verdict."""
-
     from introspection_bench.protocols.base import Cell
 
     def run_check(test: str, cell: Any = None) -> None:
@@ -159,7 +234,9 @@ def regression(request: pytest.FixtureRequest) -> Any:
         except IntrospectionBenchError as error:
             pytest.fail(f"--baseline: {error}", pytrace=False)
         if row.current is None or not row.method:
-            pytest.skip(f"{key}: not measured in this run (sweep or tests differ from the baseline)")
+            pytest.skip(
+                f"{key}: not measured in this run (sweep or tests differ from the baseline)"
+            )
         if row.failed:
             pytest.fail(row.message(), pytrace=False)
 
@@ -188,12 +265,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On the controller: merge record shards and write summary.json (and the reports)."""
     config = session.config
-    if RUN_CONFIG not in config.stash or hasattr(config, "workerinput") or not config.stash[VERDICTS]:
+    if (
+        RUN_CONFIG not in config.stash
+        or hasattr(config, "workerinput")
+        or not config.stash[VERDICTS]
+    ):
         return
     from introspection_bench.runner import write_summary
 
     elapsed = time.time() - config.stash.get(STARTED, time.time())
-    write_summary(config.stash[RUN_CONFIG], config.stash[REPORT_DIR], config.stash[VERDICTS], elapsed_s=elapsed)
+    write_summary(
+        config.stash[RUN_CONFIG],
+        config.stash[REPORT_DIR],
+        config.stash[VERDICTS],
+        elapsed_s=elapsed,
+    )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -204,6 +290,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for verdict in config.stash[VERDICTS]:
         terminalreporter.write_line(verdict["message"])
     report_dir = config.stash[REPORT_DIR]
-    terminalreporter.write_line(f"records and summary: {report_dir / 'trials.jsonl'}, {report_dir / 'summary.json'}")
+    terminalreporter.write_line(
+        f"records and summary: {report_dir / 'trials.jsonl'}, {report_dir / 'summary.json'}"
+    )
     if (report_dir / "report.html").is_file():
         terminalreporter.write_line(f"report: {report_dir / 'report.html'}")

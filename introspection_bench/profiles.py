@@ -43,6 +43,7 @@ def profile_settings(name: str) -> dict[str, Any]:
 
     Raises:
         ConfigError: For an unknown profile, listing the known ones.
+
     """
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
@@ -54,13 +55,16 @@ def parse_layers(text: str) -> tuple[float | int, ...]:
 
     Raises:
         ConfigError: For a value that is neither.
+
     """
     values: list[float | int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
             values.append(float(part) if "." in part else int(part))
         except ValueError:
-            raise ConfigError(f"--layers value {part!r} is not a number; give indices (20) or fractions (0.67)") from None
+            raise ConfigError(
+                f"--layers value {part!r} is not a number; give indices (20) or fractions (0.67)"
+            ) from None
     if not values:
         raise ConfigError("--layers is empty; give e.g. 0.67 or 12,16,20")
     return tuple(values)
@@ -71,13 +75,16 @@ def parse_strengths(text: str) -> tuple[float, ...]:
 
     Raises:
         ConfigError: For a non-number or a non-finite value.
+
     """
     values = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
             value = float(part)
         except ValueError:
-            raise ConfigError(f"--strengths value {part!r} is not a number; give e.g. 1,2,4") from None
+            raise ConfigError(
+                f"--strengths value {part!r} is not a number; give e.g. 1,2,4"
+            ) from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"--strengths value {part!r} is not finite")
         values.append(value)

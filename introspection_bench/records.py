@@ -72,6 +72,7 @@ class TrialRecord:
 
         Raises:
             RecordsError: When required fields are missing.
+
         """
         names = {f.name for f in fields(cls)}
         try:
@@ -93,7 +94,9 @@ def read_records(path: Path) -> Iterator[TrialRecord]:
         except json.JSONDecodeError as error:
             if number == len(lines):
                 return  # the write was interrupted; that trial reruns
-            raise RecordsError(f"{path}:{number} is not valid JSON ({error}); remove the line to resume") from error
+            raise RecordsError(
+                f"{path}:{number} is not valid JSON ({error}); remove the line to resume"
+            ) from error
         yield TrialRecord.from_dict(data)
 
 
@@ -102,7 +105,9 @@ class RecordStore:
 
     def __init__(self, run_dir: Path, worker: str | None = None):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / (TRIALS_FILE if worker in (None, "master") else f"trials.{worker}.jsonl")
+        self.path = self.run_dir / (
+            TRIALS_FILE if worker in (None, "master") else f"trials.{worker}.jsonl"
+        )
         self._records: dict[str, TrialRecord] = {}
         for shard in self.shard_paths():
             for record in read_records(shard):
@@ -117,6 +122,7 @@ class RecordStore:
 
         Raises:
             RecordsError: When the directory holds trials of another configuration.
+
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         run_file = self.run_dir / RUN_FILE
@@ -124,7 +130,9 @@ class RecordStore:
         if run_file.is_file():
             existing = json.loads(run_file.read_text())
             if existing != wanted:
-                changed = sorted(k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k))
+                changed = sorted(
+                    k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k)
+                )
                 raise RecordsError(
                     f"{self.run_dir} holds a run with another configuration (differs in: {', '.join(changed)}); "
                     "use a new --report-dir, or delete the directory to start over"
@@ -163,7 +171,9 @@ class RecordStore:
         main = self.run_dir / TRIALS_FILE
         merged = {r.trial_id: r for shard in self.shard_paths() for r in read_records(shard)}
         staging = main.with_suffix(".tmp")
-        staging.write_text("".join(r.to_json() + "\n" for r in sorted(merged.values(), key=lambda r: r.trial_id)))
+        staging.write_text(
+            "".join(r.to_json() + "\n" for r in sorted(merged.values(), key=lambda r: r.trial_id))
+        )
         staging.replace(main)
         for shard in self.shard_paths():
             if shard != main:

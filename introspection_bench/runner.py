@@ -34,7 +34,9 @@ PROTOCOL_MODULES: tuple[ModuleType, ...] = (
     alternative_prompt,
 )
 #: test name -> the protocol module that builds its trials and decides it.
-TEST_OWNERS: dict[str, ModuleType] = {test: module for module in PROTOCOL_MODULES for test in module.TESTS}
+TEST_OWNERS: dict[str, ModuleType] = {
+    test: module for module in PROTOCOL_MODULES for test in module.TESTS
+}
 
 
 def load_thresholds(path: Path) -> dict[str, Any]:
@@ -42,11 +44,14 @@ def load_thresholds(path: Path) -> dict[str, Any]:
 
     Raises:
         ConfigError: When it is missing or lacks `version` / `alpha`.
+
     """
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"cannot read thresholds {path}: {error}; restore suites/thresholds.toml") from error
+        raise ConfigError(
+            f"cannot read thresholds {path}: {error}; restore suites/thresholds.toml"
+        ) from error
     for key in ("version", "alpha"):
         if key not in data:
             raise ConfigError(f"thresholds {path} lacks '{key}'")
@@ -63,7 +68,13 @@ class SuiteRunner:
 
     @classmethod
     def start(
-        cls, config: RunConfig, report_dir: Path, *, worker: str | None, judge_url: str | None, thresholds_path: Path
+        cls,
+        config: RunConfig,
+        report_dir: Path,
+        *,
+        worker: str | None,
+        judge_url: str | None,
+        thresholds_path: Path,
     ) -> SuiteRunner:
         """Load model, stimuli and judge; claim the report dir for this configuration."""
         from introspection_bench.judges.base import build_judge
@@ -94,6 +105,7 @@ class SuiteRunner:
 
         Raises:
             ConfigError: For an unknown test name, listing the known ones.
+
         """
         module = TEST_OWNERS.get(test)
         if module is None:
@@ -103,7 +115,11 @@ class SuiteRunner:
     def verdict_dict(self, verdict: Verdict) -> dict[str, Any]:
         """A verdict as plain JSON data, with the run's identity (for the summary)."""
         data = asdict(verdict)
-        data["cell"] = {"layer": verdict.cell.layer, "strength": verdict.cell.strength, "label": verdict.cell.label}
+        data["cell"] = {
+            "layer": verdict.cell.layer,
+            "strength": verdict.cell.strength,
+            "label": verdict.cell.label,
+        }
         data["protocol"] = TEST_OWNERS[verdict.test].NAME
         data["protocol_version"] = TEST_OWNERS[verdict.test].VERSION
         data["identity"] = self.identity()
@@ -125,7 +141,9 @@ class SuiteRunner:
         }
 
 
-def write_summary(config: RunConfig, report_dir: Path, verdicts: Sequence[Mapping[str, Any]], *, elapsed_s: float) -> Path:
+def write_summary(
+    config: RunConfig, report_dir: Path, verdicts: Sequence[Mapping[str, Any]], *, elapsed_s: float
+) -> Path:
     """Merge record shards and write `summary.json` (and the reports, when available)."""
     from introspection_bench.summary import build_summary, save_summary
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -71,14 +70,24 @@ class RunConfig:
 
     def key_hash(self) -> str:
         """Short hash of `key()`."""
-        return hashlib.sha256(json.dumps(self.key(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return hashlib.sha256(
+            json.dumps(self.key(), sort_keys=True, default=str).encode()
+        ).hexdigest()[:12]
 
 
 class BenchSession:
     """Everything a protocol needs to build, run and grade trials."""
 
-    def __init__(self, config: RunConfig, lm: LoadedModel, stimuli: Stimuli, judge: Judge, store: RecordStore):
-        self.config, self.lm, self.stimuli, self.judge, self.store = config, lm, stimuli, judge, store
+    def __init__(
+        self, config: RunConfig, lm: LoadedModel, stimuli: Stimuli, judge: Judge, store: RecordStore
+    ):
+        self.config, self.lm, self.stimuli, self.judge, self.store = (
+            config,
+            lm,
+            stimuli,
+            judge,
+            store,
+        )
         self._vectors: dict[tuple[str, int], ConceptVectors] = {}
         self._decoder = Decoder(lm, config.batch_size)
 
@@ -107,15 +116,26 @@ class BenchSession:
         return self._vectors[key]
 
     def injection(
-        self, layer: int, vector: torch.Tensor, strength: float, start: int, end: int | None, reference: ConceptVectors
+        self,
+        layer: int,
+        vector: torch.Tensor,
+        strength: float,
+        start: int,
+        end: int | None,
+        reference: ConceptVectors,
     ) -> tuple[InjectionSpec, float, float]:
         """An injection of `vector` at the configured dose, with its norm and norm ratio.
 
         Returns:
             (spec, injected_norm, norm_ratio).
+
         """
         norm = float(vector.float().norm())
-        scale = strength if self.config.dose == "raw" else strength * reference.median_residual_norm / max(norm, 1e-12)
+        scale = (
+            strength
+            if self.config.dose == "raw"
+            else strength * reference.median_residual_norm / max(norm, 1e-12)
+        )
         spec = InjectionSpec(layer=layer, vector=vector, strength=scale, start=start, end=end)
         injected = abs(scale) * norm
         return spec, injected, injected / reference.median_residual_norm
@@ -141,7 +161,9 @@ class BenchSession:
     def _generate(self, trials: Sequence[Trial]) -> None:
         by_id = {t.trial_id: t for t in trials}
         requests = [
-            GenerationRequest(t.trial_id, t.prompt.input_ids, t.injection, t.max_new_tokens, t.temperature, t.seed)
+            GenerationRequest(
+                t.trial_id, t.prompt.input_ids, t.injection, t.max_new_tokens, t.temperature, t.seed
+            )
             for t in trials
         ]
 
@@ -152,10 +174,16 @@ class BenchSession:
 
     def _grade(self, trials: Sequence[Trial]) -> None:
         records = [self.store.get(t.trial_id) for t in trials]
-        requests = [replace(t.grade, response=r.completion) for t, r in zip(trials, records, strict=True) if t.grade and r]
+        requests = [
+            replace(t.grade, response=r.completion)
+            for t, r in zip(trials, records, strict=True)
+            if t.grade and r
+        ]
         grades = self.judge.grade_many(requests)
         judge_name = f"{self.judge.name}@{self.judge.version}"
-        self.store.append(_graded(r, g, judge_name) for r, g in zip(records, grades, strict=True) if r)
+        self.store.append(
+            _graded(r, g, judge_name) for r, g in zip(records, grades, strict=True) if r
+        )
 
     def _record(self, trial: Trial, completion: Completion) -> TrialRecord:
         return TrialRecord(

@@ -15,7 +15,13 @@ from introspection_bench.errors import StimuliError
 DEFAULT_STIMULI = Path(__file__).resolve().parent.parent / "fixtures" / "paper_stimuli.json"
 _PACKAGED = Path(__file__).resolve().parent / "data" / "paper_stimuli.json"
 
-_WORD_LISTS = ("concept_words", "baseline_words", "control_words", "sentences", "yes_bias_questions")
+_WORD_LISTS = (
+    "concept_words",
+    "baseline_words",
+    "control_words",
+    "sentences",
+    "yes_bias_questions",
+)
 _TEMPLATES = (
     "injected_thought",
     "alternative_prompts",
@@ -51,11 +57,14 @@ class Stimuli:
 
         Raises:
             StimuliError: When a placeholder has no value.
+
         """
         try:
             return [(role, text.format(**fields)) for role, text in template["turns"]]
         except KeyError as error:
-            raise StimuliError(f"template placeholder {error} has no value; pass it to turns()") from error
+            raise StimuliError(
+                f"template placeholder {error} has no value; pass it to turns()"
+            ) from error
 
 
 def load_stimuli(path: str | Path | None = None) -> Stimuli:
@@ -63,16 +72,23 @@ def load_stimuli(path: str | Path | None = None) -> Stimuli:
 
     Raises:
         StimuliError: Naming the file and the missing or malformed field.
+
     """
     source = Path(path) if path else (DEFAULT_STIMULI if DEFAULT_STIMULI.is_file() else _PACKAGED)
     try:
         raw = source.read_bytes()
         data = json.loads(raw)
     except (OSError, json.JSONDecodeError) as error:
-        raise StimuliError(f"cannot read stimuli {source}: {error}; restore fixtures/paper_stimuli.json") from error
+        raise StimuliError(
+            f"cannot read stimuli {source}: {error}; restore fixtures/paper_stimuli.json"
+        ) from error
     for name in _WORD_LISTS:
         values = data.get(name)
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() for v in values):
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) and v.strip() for v in values)
+        ):
             raise StimuliError(f"{source}: '{name}' must be a non-empty list of non-empty strings")
     templates = data.get("templates")
     if not isinstance(templates, dict):

@@ -39,20 +39,33 @@ def package_versions() -> dict[str, str]:
 def git_hash(cwd: Path | None = None) -> str | None:
     """The checkout's commit (with `-dirty`), or None outside git."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("-dirty" if dirty else "")
 
 
-def build_summary(config: Any, records: Sequence[TrialRecord], verdicts: Sequence[Mapping[str, Any]], *, elapsed_s: float) -> dict[str, Any]:
+def build_summary(
+    config: Any,
+    records: Sequence[TrialRecord],
+    verdicts: Sequence[Mapping[str, Any]],
+    *,
+    elapsed_s: float,
+) -> dict[str, Any]:
     """The summary object: stable field order, one entry per verdict with its metrics."""
     identity = dict(verdicts[0]["identity"]) if verdicts else {}
     ordered = sorted(verdicts, key=lambda v: (v["test"], v["cell"]["label"]))
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": config.key() | {"device": config.device, "batch_size": config.batch_size},
         "identity": identity,
         "versions": package_versions(),
@@ -79,10 +92,14 @@ def metric_key(name: str, condition: str, layer: int | None, strength: float | N
         The key.
 
     """
-    cell = ",".join(part for part in (
-        f"L{layer}" if layer is not None else "",
-        f"s{strength:g}" if strength is not None else "",
-    ) if part)
+    cell = ",".join(
+        part
+        for part in (
+            f"L{layer}" if layer is not None else "",
+            f"s{strength:g}" if strength is not None else "",
+        )
+        if part
+    )
     return f"{name}[{condition}]" + (f"@{cell}" if cell else "")
 
 
@@ -97,25 +114,28 @@ def flat_metrics(verdicts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for metric in verdict["metrics"]:
             cell = (metric["layer"], metric["strength"])
             key = metric_key(metric["name"], metric["condition"], *cell)
-            entry = merged.setdefault(key, {
-                "key": key,
-                "name": metric["name"],
-                "protocol": verdict.get("protocol", metric["name"].split(".")[0]),
-                "protocol_version": str(verdict.get("protocol_version", "")),
-                "condition": metric["condition"],
-                "layer": metric["layer"],
-                "strength": metric["strength"],
-                "estimate": metric["estimate"],
-                "k": metric["k"],
-                "n": metric["n"],
-                "interval": {
-                    "low": metric["low"],
-                    "high": metric["high"],
-                    "level": 0.95,
-                    "method": metric["method"],
+            entry = merged.setdefault(
+                key,
+                {
+                    "key": key,
+                    "name": metric["name"],
+                    "protocol": verdict.get("protocol", metric["name"].split(".")[0]),
+                    "protocol_version": str(verdict.get("protocol_version", "")),
+                    "condition": metric["condition"],
+                    "layer": metric["layer"],
+                    "strength": metric["strength"],
+                    "estimate": metric["estimate"],
+                    "k": metric["k"],
+                    "n": metric["n"],
+                    "interval": {
+                        "low": metric["low"],
+                        "high": metric["high"],
+                        "level": 0.95,
+                        "method": metric["method"],
+                    },
+                    "params": {},
                 },
-                "params": {},
-            })
+            )
             entry["params"].update(metric.get("params") or {})
     return [merged[key] for key in sorted(merged)]
 

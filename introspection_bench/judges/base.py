@@ -97,12 +97,15 @@ def build_judge(spec: str, **options: object) -> Judge:
 
     Raises:
         JudgeError: When the prefix names no registered judge.
+
     """
     _import_builtin_judges()
     kind, _, argument = spec.partition(":")
     if kind not in _JUDGES:
         known = ", ".join(sorted(_JUDGES))
-        raise JudgeError(f"unknown judge {spec!r}; known kinds: {known} (e.g. 'rule', 'openai:<model>')")
+        raise JudgeError(
+            f"unknown judge {spec!r}; known kinds: {known} (e.g. 'rule', 'openai:<model>')"
+        )
     factory = _JUDGES[kind]
     return factory(argument, **options) if argument else factory(**options)
 

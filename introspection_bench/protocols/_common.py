@@ -23,10 +23,19 @@ def sample_words(words: Sequence[str], count: int, seed: int, salt: str) -> list
 
 def sweep_cells(session: BenchSession) -> list[Cell]:
     """Every (layer, strength) cell of the run's sweep, layers as the user gave them."""
-    return [Cell(layer, strength) for layer in session.config.layers for strength in session.config.strengths]
+    return [
+        Cell(layer, strength)
+        for layer in session.config.layers
+        for strength in session.config.strengths
+    ]
 
 
-def select(records: Sequence[TrialRecord], condition: str, layer: int | None = None, strength: float | None = None) -> list[TrialRecord]:
+def select(
+    records: Sequence[TrialRecord],
+    condition: str,
+    layer: int | None = None,
+    strength: float | None = None,
+) -> list[TrialRecord]:
     """Records of one condition (and cell, where given) that were graded without error."""
     return [
         r
@@ -52,7 +61,9 @@ def holm_note(p_values: Sequence[float]) -> tuple[list[float], str]:
     return adjusted, f"holm over {len(p_values)} cells" if len(p_values) > 1 else "single cell"
 
 
-def verdict_line(test: str, cell: Cell, passed: bool, metrics: Sequence[MetricResult], rule: str) -> str:
+def verdict_line(
+    test: str, cell: Cell, passed: bool, metrics: Sequence[MetricResult], rule: str
+) -> str:
     """The one readable line a verdict prints."""
     status = "PASS" if passed else "FAIL"
     numbers = "; ".join(m.describe() for m in metrics)

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from introspection_bench.chat import render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
-from introspection_bench.protocols._common import rate_of, sample_words, select, sweep_cells, verdict_line
+from introspection_bench.protocols._common import (
+    rate_of,
+    sample_words,
+    select,
+    sweep_cells,
+    verdict_line,
+)
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import fisher_less
@@ -38,20 +44,62 @@ def build_trials(session: BenchSession) -> list[Trial]:
         for i, concept in enumerate(concepts):
             grade = GradeRequest(NAME, "", word=concept, question=question)
             trial_id = f"{NAME}/none/p{p}/{concept}/{i}"
-            trials.append(Trial(trial_id, NAME, "none", concept, None, None, prompt, None, None, None, MAX_NEW_TOKENS,
-                                TEMPERATURE, seed_from_id(trial_id, seed), grade, {"question": question}))
+            trials.append(
+                Trial(
+                    trial_id,
+                    NAME,
+                    "none",
+                    concept,
+                    None,
+                    None,
+                    prompt,
+                    None,
+                    None,
+                    None,
+                    MAX_NEW_TOKENS,
+                    TEMPERATURE,
+                    seed_from_id(trial_id, seed),
+                    grade,
+                    {"question": question},
+                )
+            )
             for cell in sweep_cells(session):
                 layer = session.layer_index(cell.layer)
                 vectors = session.vectors(layer)
                 # "every position": from token 1 (never the attention sink) through generation.
-                spec, norm, ratio = session.injection(layer, vectors[concept], cell.strength, 1, None, vectors)
+                spec, norm, ratio = session.injection(
+                    layer, vectors[concept], cell.strength, 1, None, vectors
+                )
                 trial_id = f"{NAME}/injected/p{p}/L{layer}/s{cell.strength:g}/{concept}/{i}"
-                trials.append(Trial(trial_id, NAME, "injected", concept, layer, cell.strength, prompt, spec, norm, ratio,
-                                    MAX_NEW_TOKENS, TEMPERATURE, seed_from_id(trial_id, seed), grade, {"question": question}))
+                trials.append(
+                    Trial(
+                        trial_id,
+                        NAME,
+                        "injected",
+                        concept,
+                        layer,
+                        cell.strength,
+                        prompt,
+                        spec,
+                        norm,
+                        ratio,
+                        MAX_NEW_TOKENS,
+                        TEMPERATURE,
+                        seed_from_id(trial_id, seed),
+                        grade,
+                        {"question": question},
+                    )
+                )
     return trials
 
 
-def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, cell: Cell, thresholds: Mapping[str, Any]) -> Verdict:
+def evaluate(
+    session: BenchSession,
+    records: Sequence[TrialRecord],
+    test: str,
+    cell: Cell,
+    thresholds: Mapping[str, Any],
+) -> Verdict:
     """Pass when the success lower bound exceeds the uninjected upper bound."""
     alpha = float(thresholds["alpha"])
     layer = session.layer_index(cell.layer)
@@ -59,9 +107,13 @@ def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, c
     injected = rate_of(select(records, "injected", layer, cell.strength), "success")
     p = fisher_less(base.k, base.n, injected.k, injected.n)
     metrics = [
-        MetricResult.from_rate(f"{NAME}.success", "injected", layer, cell.strength, injected, p_value=p),
+        MetricResult.from_rate(
+            f"{NAME}.success", "injected", layer, cell.strength, injected, p_value=p
+        ),
         MetricResult.from_rate(f"{NAME}.success", "none", None, None, base),
     ]
     passed = injected.low > base.high and p < alpha
     rule = f"success lower bound > uninjected upper bound and Fisher p={p:.3g} < {alpha:g}"
-    return Verdict(test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule)
+    return Verdict(
+        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule
+    )

@@ -75,14 +75,26 @@ class MetricResult:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_rate(cls, name: str, condition: str, layer: int | None, strength: float | None, r: Rate, **params: Any) -> MetricResult:
+    def from_rate(
+        cls,
+        name: str,
+        condition: str,
+        layer: int | None,
+        strength: float | None,
+        r: Rate,
+        **params: Any,
+    ) -> MetricResult:
         """Wrap a `stats.Rate`."""
-        return cls(name, condition, layer, strength, r.estimate, r.low, r.high, r.k, r.n, r.method, params)
+        return cls(
+            name, condition, layer, strength, r.estimate, r.low, r.high, r.k, r.n, r.method, params
+        )
 
     def describe(self) -> str:
         """`name[condition] 3/10 = 30.0% [10.8%, 60.3%]` or the interval of a continuous metric."""
         if self.k is not None and self.n is not None:
-            body = f"{self.k}/{self.n} = {_pct(self.estimate)} [{_pct(self.low)}, {_pct(self.high)}]"
+            body = (
+                f"{self.k}/{self.n} = {_pct(self.estimate)} [{_pct(self.low)}, {_pct(self.high)}]"
+            )
         else:
             body = f"{self.estimate:+.4f} [{self.low:+.4f}, {self.high:+.4f}]"
         return f"{self.name}[{self.condition}] {body}"
@@ -120,7 +132,11 @@ class ProtocolModule(Protocol):
         ...
 
     def evaluate(
-        self, session: BenchSession, records: Sequence[TrialRecord], cell: Cell, thresholds: Mapping[str, Any]
+        self,
+        session: BenchSession,
+        records: Sequence[TrialRecord],
+        cell: Cell,
+        thresholds: Mapping[str, Any],
     ) -> list[Verdict]:
         """Verdicts of this protocol's tests at `cell` from its graded records."""
         ...

@@ -16,7 +16,14 @@ from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.concepts import random_vectors
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
-from introspection_bench.protocols._common import holm_note, rate_of, sample_words, select, sweep_cells, verdict_line
+from introspection_bench.protocols._common import (
+    holm_note,
+    rate_of,
+    sample_words,
+    select,
+    sweep_cells,
+    verdict_line,
+)
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import fisher_less
@@ -42,49 +49,122 @@ def build_trials(session: BenchSession) -> list[Trial]:
     template = session.stimuli.template("injected_thought")
     n, seed = session.config.trials, session.config.seed
     concepts = sample_words(session.stimuli.words("concept_words"), n, seed, NAME)
-    common = {"max_new_tokens": int(template["max_new_tokens"]), "temperature": float(template["temperature"])}
+    common = {
+        "max_new_tokens": int(template["max_new_tokens"]),
+        "temperature": float(template["temperature"]),
+    }
     trials = []
     for i in range(n):
         trial_id = f"{NAME}/control/{i}"
         grade = GradeRequest(NAME, "", word=None)
-        trials.append(Trial(trial_id, NAME, "control", None, None, None, prompt, None, None, None,
-                            seed=seed_from_id(trial_id, seed), grade=grade, **common))
+        trials.append(
+            Trial(
+                trial_id,
+                NAME,
+                "control",
+                None,
+                None,
+                None,
+                prompt,
+                None,
+                None,
+                None,
+                seed=seed_from_id(trial_id, seed),
+                grade=grade,
+                **common,
+            )
+        )
     for cell in sweep_cells(session):
         layer = session.layer_index(cell.layer)
         vectors = session.vectors(layer)
         for i, concept in enumerate(concepts):
             concept_vector = vectors[concept]
-            random_vector = random_vectors(concept_vector, 1, seed_from_id(f"{concept}/{i}/{layer}", seed))[0]
-            for condition, vector in (("injected", concept_vector), ("random_vector", random_vector)):
+            random_vector = random_vectors(
+                concept_vector, 1, seed_from_id(f"{concept}/{i}/{layer}", seed)
+            )[0]
+            for condition, vector in (
+                ("injected", concept_vector),
+                ("random_vector", random_vector),
+            ):
                 trial_id = f"{NAME}/{condition}/L{layer}/s{cell.strength:g}/{concept}/{i}"
-                spec, norm, ratio = session.injection(layer, vector, cell.strength, start, None, vectors)
-                trials.append(Trial(trial_id, NAME, condition, concept, layer, cell.strength, prompt, spec, norm, ratio,
-                                    seed=seed_from_id(trial_id, seed), grade=GradeRequest(NAME, "", word=concept), **common))
+                spec, norm, ratio = session.injection(
+                    layer, vector, cell.strength, start, None, vectors
+                )
+                trials.append(
+                    Trial(
+                        trial_id,
+                        NAME,
+                        condition,
+                        concept,
+                        layer,
+                        cell.strength,
+                        prompt,
+                        spec,
+                        norm,
+                        ratio,
+                        seed=seed_from_id(trial_id, seed),
+                        grade=GradeRequest(NAME, "", word=concept),
+                        **common,
+                    )
+                )
     return trials
 
 
-def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, cell: Cell, thresholds: Mapping[str, Any]) -> Verdict:
+def evaluate(
+    session: BenchSession,
+    records: Sequence[TrialRecord],
+    test: str,
+    cell: Cell,
+    thresholds: Mapping[str, Any],
+) -> Verdict:
     """The verdict of `test` at `cell`."""
     alpha = float(thresholds["alpha"])
     control = rate_of(select(records, "control"), "affirms")
-    control_metric = MetricResult.from_rate(f"{NAME}.false_positive", "control", None, None, control)
+    control_metric = MetricResult.from_rate(
+        f"{NAME}.false_positive", "control", None, None, control
+    )
     if test == "control":
         cap = float(thresholds["control"]["max_false_positive_upper"])
         passed = control.high < cap
         rule = f"false-positive upper bound < {cap:g}"
-        return Verdict(test, cell, passed, verdict_line(test, cell, passed, [control_metric], rule), [control_metric], rule)
+        return Verdict(
+            test,
+            cell,
+            passed,
+            verdict_line(test, cell, passed, [control_metric], rule),
+            [control_metric],
+            rule,
+        )
     layer = session.layer_index(cell.layer)
     if test == "random_vector":
         rand = rate_of(select(records, "random_vector", layer, cell.strength), "affirms")
         p = fisher_less(control.k, control.n, rand.k, rand.n)  # random above control?
-        metric = MetricResult.from_rate(f"{NAME}.random_affirms", "random_vector", layer, cell.strength, rand, p_value=p)
+        metric = MetricResult.from_rate(
+            f"{NAME}.random_affirms", "random_vector", layer, cell.strength, rand, p_value=p
+        )
         passed = p >= alpha
-        rule = f"random-vector detection not above control (one-sided Fisher p={p:.3g} >= {alpha:g})"
-        return Verdict(test, cell, passed, verdict_line(test, cell, passed, [metric, control_metric], rule), [metric, control_metric], rule)
+        rule = (
+            f"random-vector detection not above control (one-sided Fisher p={p:.3g} >= {alpha:g})"
+        )
+        return Verdict(
+            test,
+            cell,
+            passed,
+            verdict_line(test, cell, passed, [metric, control_metric], rule),
+            [metric, control_metric],
+            rule,
+        )
     return _detection_verdict(session, records, cell, control, control_metric, alpha)
 
 
-def _detection_verdict(session: BenchSession, records: Sequence[TrialRecord], cell: Cell, control: Any, control_metric: MetricResult, alpha: float) -> Verdict:
+def _detection_verdict(
+    session: BenchSession,
+    records: Sequence[TrialRecord],
+    cell: Cell,
+    control: Any,
+    control_metric: MetricResult,
+    alpha: float,
+) -> Verdict:
     # Holm over every cell of the sweep: the best cell is never reported raw.
     p_values, index = [], 0
     for i, other in enumerate(sweep_cells(session)):
@@ -98,10 +178,22 @@ def _detection_verdict(session: BenchSession, records: Sequence[TrialRecord], ce
     success = rate_of(select(records, "injected", layer, cell.strength), "success")
     rand = rate_of(select(records, "random_vector", layer, cell.strength), "affirms")
     metrics = [
-        MetricResult.from_rate(f"{NAME}.success", "injected", layer, cell.strength, success, p_holm=adjusted[index]),
+        MetricResult.from_rate(
+            f"{NAME}.success", "injected", layer, cell.strength, success, p_holm=adjusted[index]
+        ),
         control_metric,
-        MetricResult.from_rate(f"{NAME}.random_affirms", "random_vector", layer, cell.strength, rand),
+        MetricResult.from_rate(
+            f"{NAME}.random_affirms", "random_vector", layer, cell.strength, rand
+        ),
     ]
     passed = success.low > control.high and success.low > rand.high and adjusted[index] < alpha
     rule = f"success lower bound > control and random-vector upper bounds, and Holm p={adjusted[index]:.3g} < {alpha:g}"
-    return Verdict("injected_thought", cell, passed, verdict_line("injected_thought", cell, passed, metrics, rule), metrics, rule, note)
+    return Verdict(
+        "injected_thought",
+        cell,
+        passed,
+        verdict_line("injected_thought", cell, passed, metrics, rule),
+        metrics,
+        rule,
+        note,
+    )

@@ -41,12 +41,31 @@ def build_trials(session: BenchSession) -> list[Trial]:
     trials = []
     for i, (word, sentence) in enumerate(zip(words, sentences, strict=True)):
         for condition, instruction in template["instructions"].items():
-            turns = stimuli.turns(template, sentence=sentence, instruction=instruction.format(word=word.lower()))
+            turns = stimuli.turns(
+                template, sentence=sentence, instruction=instruction.format(word=word.lower())
+            )
             spans = {"sentence": SpanRef.whole(turns, 1)}
             prompt = render_chat(session.lm.tokenizer, turns, spans, add_generation_prompt=False)
             trial_id = f"{NAME}/{condition}/{word.lower()}/{i}"
-            trials.append(Trial(trial_id, NAME, condition, word.lower(), None, None, prompt, None, None, None, 0, 0.0,
-                                seed_from_id(trial_id, seed), None, {"sentence": sentence, "pair": i}))
+            trials.append(
+                Trial(
+                    trial_id,
+                    NAME,
+                    condition,
+                    word.lower(),
+                    None,
+                    None,
+                    prompt,
+                    None,
+                    None,
+                    None,
+                    0,
+                    0.0,
+                    seed_from_id(trial_id, seed),
+                    None,
+                    {"sentence": sentence, "pair": i},
+                )
+            )
     return trials
 
 
@@ -61,15 +80,22 @@ def run(session: BenchSession) -> list[TrialRecord]:
         batch = 16
         for start in range(0, len(pending), batch):
             chunk = pending[start : start + batch]
-            for trial, cosines in zip(chunk, _cosines(session, chunk, concept, control, layers), strict=True):
+            for trial, cosines in zip(
+                chunk, _cosines(session, chunk, concept, control, layers), strict=True
+            ):
                 session.measured_record(trial, cosines)
     return [r for r in (session.store.get(t.trial_id) for t in trials) if r is not None]
 
 
-def _vectors(session: BenchSession, word_list: str, layers: list[int]) -> tuple[torch.Tensor, tuple[str, ...]]:
+def _vectors(
+    session: BenchSession, word_list: str, layers: list[int]
+) -> tuple[torch.Tensor, tuple[str, ...]]:
     """Unit concept vectors [L, N, D] of a word list at every layer, and the words."""
     found = extract_concept_vectors(
-        session.lm, session.stimuli.words(word_list), session.stimuli.words("baseline_words"), layers,
+        session.lm,
+        session.stimuli.words(word_list),
+        session.stimuli.words("baseline_words"),
+        layers,
         method=session.config.vector_method,
     )
     words = found[layers[0]].words
@@ -77,30 +103,55 @@ def _vectors(session: BenchSession, word_list: str, layers: list[int]) -> tuple[
     return torch.nn.functional.normalize(stacked, dim=-1), words
 
 
-def _cosines(session: BenchSession, chunk: Sequence[Trial], concept: Any, control: Any, layers: list[int]) -> list[dict[str, Any]]:
+def _cosines(
+    session: BenchSession, chunk: Sequence[Trial], concept: Any, control: Any, layers: list[int]
+) -> list[dict[str, Any]]:
     lm = session.lm
     concept_units, concept_words = concept
     control_units, _ = control
     prompts: list[RenderedPrompt] = [t.prompt for t in chunk]
     width = max(len(p.input_ids) for p in prompts)
     pads = [width - len(p.input_ids) for p in prompts]
-    ids = torch.tensor([[lm.tokenizer.pad_token_id] * pad + list(p.input_ids) for pad, p in zip(pads, prompts)], device=lm.device)
-    mask = (torch.arange(width, device=lm.device)[None] >= torch.tensor(pads, device=lm.device)[:, None]).long()
+    ids = torch.tensor(
+        [[lm.tokenizer.pad_token_id] * pad + list(p.input_ids) for pad, p in zip(pads, prompts)],
+        device=lm.device,
+    )
+    mask = (
+        torch.arange(width, device=lm.device)[None] >= torch.tensor(pads, device=lm.device)[:, None]
+    ).long()
     with torch.inference_mode(), record(lm, layers) as recorded:
-        lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask).clamp(min=0))
+        lm.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask).clamp(min=0)
+        )
     results = []
     for row, (trial, pad) in enumerate(zip(chunk, pads, strict=True)):
         start, end = trial.prompt.spans["sentence"]
-        states = torch.stack([recorded[layer][row, pad + start : pad + end].float() for layer in layers])  # [L, T, D]
+        states = torch.stack(
+            [recorded[layer][row, pad + start : pad + end].float() for layer in layers]
+        )  # [L, T, D]
         units = torch.nn.functional.normalize(states, dim=-1).cpu()
         word_index = concept_words.index(trial.concept)
         to_word = torch.einsum("ltd,ld->l", units, concept_units[:, word_index]) / units.shape[1]
-        to_control = torch.einsum("ltd,lnd->l", units, control_units) / (units.shape[1] * control_units.shape[1])
-        results.append({"cosine_word": to_word.tolist(), "cosine_baseline": to_control.tolist(), "layers": layers})
+        to_control = torch.einsum("ltd,lnd->l", units, control_units) / (
+            units.shape[1] * control_units.shape[1]
+        )
+        results.append(
+            {
+                "cosine_word": to_word.tolist(),
+                "cosine_baseline": to_control.tolist(),
+                "layers": layers,
+            }
+        )
     return results
 
 
-def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, cell: Cell, thresholds: Mapping[str, Any]) -> Verdict:
+def evaluate(
+    session: BenchSession,
+    records: Sequence[TrialRecord],
+    test: str,
+    cell: Cell,
+    thresholds: Mapping[str, Any],
+) -> Verdict:
     """Pass when think > dont_think and dont_think > baseline at the layer, intervals excluding 0."""
     layer = session.layer_index(cell.layer)
     resamples = int(thresholds[NAME]["bootstrap_resamples"])
@@ -113,14 +164,40 @@ def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, c
     baseline = [p["dont_think"].extra["cosine_baseline"][layer] for p in pairs]
     clusters = [p["think"].concept for p in pairs]
     seed = session.config.seed
-    gap = bootstrap_mean([a - b for a, b in zip(think, dont)], clusters, n_resamples=resamples, seed=seed)
-    above = bootstrap_mean([b - c for b, c in zip(dont, baseline)], clusters, n_resamples=resamples, seed=seed)
+    gap = bootstrap_mean(
+        [a - b for a, b in zip(think, dont)], clusters, n_resamples=resamples, seed=seed
+    )
+    above = bootstrap_mean(
+        [b - c for b, c in zip(dont, baseline)], clusters, n_resamples=resamples, seed=seed
+    )
     metrics = [
-        MetricResult(f"{NAME}.think_minus_dont", "think-dont_think", layer, None, gap.estimate, gap.low, gap.high,
-                     None, len(pairs), gap.method),
-        MetricResult(f"{NAME}.dont_minus_baseline", "dont_think-baseline", layer, None, above.estimate, above.low,
-                     above.high, None, len(pairs), above.method),
+        MetricResult(
+            f"{NAME}.think_minus_dont",
+            "think-dont_think",
+            layer,
+            None,
+            gap.estimate,
+            gap.low,
+            gap.high,
+            None,
+            len(pairs),
+            gap.method,
+        ),
+        MetricResult(
+            f"{NAME}.dont_minus_baseline",
+            "dont_think-baseline",
+            layer,
+            None,
+            above.estimate,
+            above.low,
+            above.high,
+            None,
+            len(pairs),
+            above.method,
+        ),
     ]
     passed = gap.low > 0 and above.low > 0
     rule = "think - dont_think > 0 and dont_think - baseline > 0 (95% bootstrap intervals over pairs exclude 0)"
-    return Verdict(test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule)
+    return Verdict(
+        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule
+    )

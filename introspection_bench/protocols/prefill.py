@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
-from introspection_bench.protocols._common import holm_note, rate_of, sample_words, select, sweep_cells, verdict_line
+from introspection_bench.protocols._common import (
+    holm_note,
+    rate_of,
+    sample_words,
+    select,
+    sweep_cells,
+    verdict_line,
+)
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import fisher_less
@@ -39,7 +46,10 @@ def build_trials(session: BenchSession) -> list[Trial]:
     sentences = sample_words(stimuli.data["sentences"], n, seed, f"{NAME}/sentences")
     words = sample_words(stimuli.data["concept_words"], n, seed, NAME)
     others = sample_words(stimuli.data["concept_words"], n, seed, f"{NAME}/random")
-    common = {"max_new_tokens": int(template["max_new_tokens"]), "temperature": float(template["temperature"])}
+    common = {
+        "max_new_tokens": int(template["max_new_tokens"]),
+        "temperature": float(template["temperature"]),
+    }
     trials = []
     for i, (sentence, word) in enumerate(zip(sentences, words, strict=True)):
         other = others[i] if others[i] != word else others[(i + 1) % n] if n > 1 else "Dust"
@@ -49,19 +59,52 @@ def build_trials(session: BenchSession) -> list[Trial]:
         grade = GradeRequest(NAME, "", word=word.lower())
         extra = {"sentence": sentence, "prefilled": word}
         trial_id = f"{NAME}/none/{i}"
-        trials.append(Trial(trial_id, NAME, "none", word.lower(), None, None, prompt, None, None, None,
-                            seed=seed_from_id(trial_id, seed), grade=grade, extra=extra, **common))
+        trials.append(
+            Trial(
+                trial_id,
+                NAME,
+                "none",
+                word.lower(),
+                None,
+                None,
+                prompt,
+                None,
+                None,
+                None,
+                seed=seed_from_id(trial_id, seed),
+                grade=grade,
+                extra=extra,
+                **common,
+            )
+        )
         for cell in sweep_cells(session):
             layer = session.layer_index(cell.layer)
             vectors = session.vectors(layer)
             for condition in INJECTED_CONDITIONS:
                 injected_word = other if condition == "random_word" else word
                 start, end = prompt.spans["last_turn" if condition == "last_turn" else "sentence"]
-                spec, norm, ratio = session.injection(layer, vectors[injected_word], cell.strength, start, end, vectors)
+                spec, norm, ratio = session.injection(
+                    layer, vectors[injected_word], cell.strength, start, end, vectors
+                )
                 trial_id = f"{NAME}/{condition}/L{layer}/s{cell.strength:g}/{i}"
-                trials.append(Trial(trial_id, NAME, condition, word.lower(), layer, cell.strength, prompt, spec, norm,
-                                    ratio, seed=seed_from_id(trial_id, seed), grade=grade,
-                                    extra={**extra, "injected_word": injected_word.lower()}, **common))
+                trials.append(
+                    Trial(
+                        trial_id,
+                        NAME,
+                        condition,
+                        word.lower(),
+                        layer,
+                        cell.strength,
+                        prompt,
+                        spec,
+                        norm,
+                        ratio,
+                        seed=seed_from_id(trial_id, seed),
+                        grade=grade,
+                        extra={**extra, "injected_word": injected_word.lower()},
+                        **common,
+                    )
+                )
     return trials
 
 
@@ -70,28 +113,52 @@ def apologised(record: TrialRecord) -> bool:
     return record.grades.get("claims_intent") is False
 
 
-def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, cell: Cell, thresholds: Mapping[str, Any]) -> Verdict:
+def evaluate(
+    session: BenchSession,
+    records: Sequence[TrialRecord],
+    test: str,
+    cell: Cell,
+    thresholds: Mapping[str, Any],
+) -> Verdict:
     """Pass when the matching injection reduces the apology rate significantly (Holm over cells)."""
     alpha = float(thresholds["alpha"])
     none = rate_of(select(records, "none"), apologised)
     p_values, index, rates = [], 0, {}
     for i, other in enumerate(sweep_cells(session)):
         layer = session.layer_index(other.layer)
-        rates = {c: rate_of(select(records, c, layer, other.strength), apologised) for c in INJECTED_CONDITIONS}
+        rates = {
+            c: rate_of(select(records, c, layer, other.strength), apologised)
+            for c in INJECTED_CONDITIONS
+        }
         reference = min((none, rates["random_word"]), key=lambda r: r.estimate if r.n else 1.0)
-        p_values.append(fisher_less(rates["matching"].k, rates["matching"].n, reference.k, reference.n))
+        p_values.append(
+            fisher_less(rates["matching"].k, rates["matching"].n, reference.k, reference.n)
+        )
         if other == cell:
             index, cell_rates, cell_reference = i, rates, reference
     adjusted, note = holm_note(p_values)
     layer = session.layer_index(cell.layer)
     reduction = cell_reference.estimate - cell_rates["matching"].estimate
     metrics = [
-        MetricResult.from_rate(f"{NAME}.apology", "matching", layer, cell.strength, cell_rates["matching"],
-                               p_holm=adjusted[index], reduction=reduction),
+        MetricResult.from_rate(
+            f"{NAME}.apology",
+            "matching",
+            layer,
+            cell.strength,
+            cell_rates["matching"],
+            p_holm=adjusted[index],
+            reduction=reduction,
+        ),
         MetricResult.from_rate(f"{NAME}.apology", "none", None, None, none),
-        MetricResult.from_rate(f"{NAME}.apology", "random_word", layer, cell.strength, cell_rates["random_word"]),
-        MetricResult.from_rate(f"{NAME}.apology", "last_turn", layer, cell.strength, cell_rates["last_turn"]),
+        MetricResult.from_rate(
+            f"{NAME}.apology", "random_word", layer, cell.strength, cell_rates["random_word"]
+        ),
+        MetricResult.from_rate(
+            f"{NAME}.apology", "last_turn", layer, cell.strength, cell_rates["last_turn"]
+        ),
     ]
     passed = adjusted[index] < alpha
     rule = f"matching lowers apologies below min(none, random_word) by {reduction:+.1%}: Holm Fisher p={adjusted[index]:.3g} < {alpha:g}"
-    return Verdict(test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule, note)
+    return Verdict(
+        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule, note
+    )

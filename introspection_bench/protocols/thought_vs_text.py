@@ -43,16 +43,38 @@ def build_trials(session: BenchSession) -> list[Trial]:
             for task in ("think", "repeat"):
                 template = stimuli.template(f"{NAME}_{task}")
                 turns = stimuli.turns(template, sentence=sentence)
-                prompt = render_chat(session.lm.tokenizer, turns, {"sentence": SpanRef.of(turns, 0, sentence)})
+                prompt = render_chat(
+                    session.lm.tokenizer, turns, {"sentence": SpanRef.of(turns, 0, sentence)}
+                )
                 start, end = prompt.spans["sentence"]
-                spec, norm, ratio = session.injection(layer, vectors[concept], cell.strength, start, end, vectors)
+                spec, norm, ratio = session.injection(
+                    layer, vectors[concept], cell.strength, start, end, vectors
+                )
                 trial_id = f"{NAME}/{task}/L{layer}/s{cell.strength:g}/{concept}/{i}"
-                grade = GradeRequest(NAME, "", word=concept, options=options) if task == "think" else None
-                trials.append(Trial(
-                    trial_id, NAME, task, concept, layer, cell.strength, prompt, spec, norm, ratio,
-                    int(template["max_new_tokens"]), float(template["temperature"]), seed_from_id(trial_id, seed),
-                    grade, {"sentence": sentence, "options": list(options)},
-                ))
+                grade = (
+                    GradeRequest(NAME, "", word=concept, options=options)
+                    if task == "think"
+                    else None
+                )
+                trials.append(
+                    Trial(
+                        trial_id,
+                        NAME,
+                        task,
+                        concept,
+                        layer,
+                        cell.strength,
+                        prompt,
+                        spec,
+                        norm,
+                        ratio,
+                        int(template["max_new_tokens"]),
+                        float(template["temperature"]),
+                        seed_from_id(trial_id, seed),
+                        grade,
+                        {"sentence": sentence, "options": list(options)},
+                    )
+                )
     return trials
 
 
@@ -69,7 +91,13 @@ def transcribed(record: TrialRecord) -> bool:
     return str(record.extra["sentence"]).lower() in record.completion.lower()
 
 
-def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, cell: Cell, thresholds: Mapping[str, Any]) -> Verdict:
+def evaluate(
+    session: BenchSession,
+    records: Sequence[TrialRecord],
+    test: str,
+    cell: Cell,
+    thresholds: Mapping[str, Any],
+) -> Verdict:
     """Pass when naming beats chance significantly and transcription stays above its floor."""
     alpha = float(thresholds["alpha"])
     chance = float(thresholds[NAME]["chance"])
@@ -77,19 +105,28 @@ def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, c
     layer = session.layer_index(cell.layer)
     think = select(records, "think", layer, cell.strength)
     repeat = select(records, "repeat", layer, cell.strength)
-    named = clustered_rate([r.grades.get("choice") == r.concept for r in think], [r.concept for r in think])
+    named = clustered_rate(
+        [r.grades.get("choice") == r.concept for r in think], [r.concept for r in think]
+    )
     copied = clustered_rate([transcribed(r) for r in repeat], [r.concept for r in repeat])
     by_pair = {r.trial_id.split("/", 2)[2]: transcribed(r) for r in repeat}
     both = clustered_rate(
-        [r.grades.get("choice") == r.concept and by_pair.get(r.trial_id.split("/", 2)[2], False) for r in think],
+        [
+            r.grades.get("choice") == r.concept and by_pair.get(r.trial_id.split("/", 2)[2], False)
+            for r in think
+        ],
         [r.concept for r in think],
     )
     p = binomial_above(named.k, named.n, chance) if named.n else 1.0
     metrics = [
-        MetricResult.from_rate(f"{NAME}.naming", "think", layer, cell.strength, named, p_value=p, chance=chance),
+        MetricResult.from_rate(
+            f"{NAME}.naming", "think", layer, cell.strength, named, p_value=p, chance=chance
+        ),
         MetricResult.from_rate(f"{NAME}.transcription", "repeat", layer, cell.strength, copied),
         MetricResult.from_rate(f"{NAME}.both", "think+repeat", layer, cell.strength, both),
     ]
     passed = p < alpha and copied.estimate >= floor
     rule = f"naming above {chance:.0%} chance (binomial p={p:.3g} < {alpha:g}) and transcription >= {floor:.0%}"
-    return Verdict(test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule)
+    return Verdict(
+        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule
+    )

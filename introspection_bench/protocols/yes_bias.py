@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
-from introspection_bench.protocols._common import rate_of, sample_words, select, sweep_cells, verdict_line
+from introspection_bench.protocols._common import (
+    rate_of,
+    sample_words,
+    select,
+    sweep_cells,
+    verdict_line,
+)
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import fisher_less
@@ -40,24 +46,78 @@ def build_trials(session: BenchSession) -> list[Trial]:
         prompt = render_chat(session.lm.tokenizer, turns, {"question": SpanRef.whole(turns, 0)})
         trial_id = f"{NAME}/none/{i}"
         grade = GradeRequest("yes_no", "", question=question)
-        trials.append(_trial(trial_id, "none", None, None, None, prompt, None, None, None, seed, grade, question))
+        trials.append(
+            _trial(
+                trial_id, "none", None, None, None, prompt, None, None, None, seed, grade, question
+            )
+        )
         for cell in sweep_cells(session):
             layer = session.layer_index(cell.layer)
             vectors = session.vectors(layer)
             start = prompt.spans["question"][0]
-            spec, norm, ratio = session.injection(layer, vectors[concepts[i]], cell.strength, start, None, vectors)
+            spec, norm, ratio = session.injection(
+                layer, vectors[concepts[i]], cell.strength, start, None, vectors
+            )
             trial_id = f"{NAME}/injected/L{layer}/s{cell.strength:g}/{i}"
-            trials.append(_trial(trial_id, "injected", concepts[i], layer, cell.strength, prompt, spec, norm, ratio, seed, grade, question))
+            trials.append(
+                _trial(
+                    trial_id,
+                    "injected",
+                    concepts[i],
+                    layer,
+                    cell.strength,
+                    prompt,
+                    spec,
+                    norm,
+                    ratio,
+                    seed,
+                    grade,
+                    question,
+                )
+            )
     return trials
 
 
-def _trial(trial_id: str, condition: str, concept: str | None, layer: int | None, strength: float | None, prompt: Any,
-           spec: Any, norm: float | None, ratio: float | None, seed: int, grade: GradeRequest, question: str) -> Trial:
-    return Trial(trial_id, NAME, condition, concept, layer, strength, prompt, spec, norm, ratio, MAX_NEW_TOKENS,
-                 TEMPERATURE, seed_from_id(trial_id, seed), grade, {"question": question})
+def _trial(
+    trial_id: str,
+    condition: str,
+    concept: str | None,
+    layer: int | None,
+    strength: float | None,
+    prompt: Any,
+    spec: Any,
+    norm: float | None,
+    ratio: float | None,
+    seed: int,
+    grade: GradeRequest,
+    question: str,
+) -> Trial:
+    return Trial(
+        trial_id,
+        NAME,
+        condition,
+        concept,
+        layer,
+        strength,
+        prompt,
+        spec,
+        norm,
+        ratio,
+        MAX_NEW_TOKENS,
+        TEMPERATURE,
+        seed_from_id(trial_id, seed),
+        grade,
+        {"question": question},
+    )
 
 
-def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, cell: Cell, thresholds: Mapping[str, Any]) -> Verdict:
+def evaluate(
+    session: BenchSession,
+    records: Sequence[TrialRecord],
+    test: str,
+    cell: Cell,
+    thresholds: Mapping[str, Any],
+) -> Verdict:
     """Pass when the injected affirmative rate is not significantly above the uninjected one."""
     alpha = float(thresholds["alpha"])
     layer = session.layer_index(cell.layer)
@@ -65,9 +125,13 @@ def evaluate(session: BenchSession, records: Sequence[TrialRecord], test: str, c
     injected = rate_of(select(records, "injected", layer, cell.strength), "affirmative")
     p = fisher_less(base.k, base.n, injected.k, injected.n)
     metrics = [
-        MetricResult.from_rate(f"{NAME}.affirmative", "injected", layer, cell.strength, injected, p_value=p),
+        MetricResult.from_rate(
+            f"{NAME}.affirmative", "injected", layer, cell.strength, injected, p_value=p
+        ),
         MetricResult.from_rate(f"{NAME}.affirmative", "none", None, None, base),
     ]
     passed = p >= alpha
     rule = f"injected 'yes' rate not above uninjected (one-sided Fisher p={p:.3g} >= {alpha:g})"
-    return Verdict(test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule)
+    return Verdict(
+        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule
+    )
