@@ -121,6 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
             settings["layers"] = parse_layers(options.ib_layers)
         if options.ib_strengths:
             settings["strengths"] = parse_strengths(options.ib_strengths)
+            settings["protocol_strengths"] = {}  # the user's list applies to every protocol
         for name in ("dose", "vector_method", "trials"):
             value = getattr(options, f"ib_{name}")
             if value is not None:
@@ -163,7 +164,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if run is None:
         return
     if "cell" in metafunc.fixturenames:
-        cells = [Cell(layer, strength) for layer in run.layers for strength in run.strengths]
+        from introspection_bench.protocols._common import strengths_for
+        from introspection_bench.runner import TEST_OWNERS
+
+        test = metafunc.function.__name__.removeprefix("test_")
+        owner = TEST_OWNERS.get(test)
+        strengths = strengths_for(run, owner.NAME) if owner else run.strengths
+        cells = [Cell(layer, strength) for layer in run.layers for strength in strengths]
         metafunc.parametrize("cell", cells, ids=[c.label for c in cells])
     if "layer_cell" in metafunc.fixturenames:
         cells = [Cell(layer, None) for layer in run.layers]

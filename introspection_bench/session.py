@@ -39,6 +39,8 @@ class RunConfig:
     layers: tuple[float | int, ...] = (0.67,)
     """Depth fractions (float in (0, 1)) or block indices (int)."""
     strengths: tuple[float, ...] = (0.5, 1.0)
+    protocol_strengths: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Per-protocol strengths that replace `strengths` (the paper's Exp 2 and 3 sweep to 16)."""
     dose: str = "norm"
     """`raw`: strength multiplies the raw difference vector (the paper). `norm`: the unit
     vector times strength x the median residual norm at that layer."""

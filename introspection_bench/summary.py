@@ -213,13 +213,21 @@ def load_summary(path: Path) -> dict[str, Any]:
 def save_summary(summary: Mapping[str, Any], report_dir: Path) -> Path:
     """Validate, then write `summary.json` atomically; returns its path.
 
+    A summary that fails the schema is kept as `summary.invalid.json` for inspection (the
+    records are untouched, so a rerun rebuilds it), and the error is raised.
+
     Raises:
-        RecordsError: When the summary does not match the schema (nothing is written).
+        RecordsError: When the summary does not match the schema.
 
     """
-    validate_summary(json.loads(json.dumps(summary, default=float)), "the new summary")
+    text = json.dumps(summary, indent=2, default=float)
     path = Path(report_dir) / SUMMARY_FILE
+    try:
+        validate_summary(json.loads(text), "the new summary")
+    except RecordsError as error:
+        path.with_name("summary.invalid.json").write_text(text)
+        raise RecordsError(f"{error}; kept as {path.with_name('summary.invalid.json')}") from error
     staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps(summary, indent=2, default=float))
+    staging.write_text(text)
     staging.replace(path)
     return path

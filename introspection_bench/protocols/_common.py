@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from introspection_bench.protocols.base import Cell, MetricResult
 from introspection_bench.records import TrialRecord
@@ -21,13 +21,15 @@ def sample_words(words: Sequence[str], count: int, seed: int, salt: str) -> list
     return [order[i % len(order)] for i in range(count)]
 
 
-def sweep_cells(session: BenchSession) -> list[Cell]:
-    """Every (layer, strength) cell of the run's sweep, layers as the user gave them."""
-    return [
-        Cell(layer, strength)
-        for layer in session.config.layers
-        for strength in session.config.strengths
-    ]
+def sweep_cells(session: BenchSession, protocol: str) -> list[Cell]:
+    """Every (layer, strength) cell of `protocol`'s sweep, layers as the user gave them."""
+    strengths = strengths_for(session.config, protocol)
+    return [Cell(layer, strength) for layer in session.config.layers for strength in strengths]
+
+
+def strengths_for(config: Any, protocol: str) -> tuple[float, ...]:
+    """The strengths of `protocol`: its own from the profile (the paper's Exp 2/3 go to 16), or the run's."""
+    return tuple(getattr(config, "protocol_strengths", {}).get(protocol, config.strengths))
 
 
 def select(

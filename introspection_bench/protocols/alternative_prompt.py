@@ -63,7 +63,7 @@ def build_trials(session: BenchSession) -> list[Trial]:
                     {"question": question},
                 )
             )
-            for cell in sweep_cells(session):
+            for cell in sweep_cells(session, NAME):
                 layer = session.layer_index(cell.layer)
                 vectors = session.vectors(layer)
                 # "every position": from token 1 (never the attention sink) through generation.

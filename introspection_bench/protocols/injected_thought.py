@@ -74,7 +74,7 @@ def build_trials(session: BenchSession) -> list[Trial]:
                 **common,
             )
         )
-    for cell in sweep_cells(session):
+    for cell in sweep_cells(session, NAME):
         layer = session.layer_index(cell.layer)
         vectors = session.vectors(layer)
         for i, concept in enumerate(concepts):
@@ -167,7 +167,7 @@ def _detection_verdict(
 ) -> Verdict:
     # Holm over every cell of the sweep: the best cell is never reported raw.
     p_values, index = [], 0
-    for i, other in enumerate(sweep_cells(session)):
+    for i, other in enumerate(sweep_cells(session, NAME)):
         other_layer = session.layer_index(other.layer)
         other_success = rate_of(select(records, "injected", other_layer, other.strength), "success")
         p_values.append(fisher_less(control.k, control.n, other_success.k, other_success.n))

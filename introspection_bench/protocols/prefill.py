@@ -77,7 +77,7 @@ def build_trials(session: BenchSession) -> list[Trial]:
                 **common,
             )
         )
-        for cell in sweep_cells(session):
+        for cell in sweep_cells(session, NAME):
             layer = session.layer_index(cell.layer)
             vectors = session.vectors(layer)
             for condition in INJECTED_CONDITIONS:
@@ -124,7 +124,7 @@ def evaluate(
     alpha = float(thresholds["alpha"])
     none = rate_of(select(records, "none"), apologised)
     p_values, index, rates = [], 0, {}
-    for i, other in enumerate(sweep_cells(session)):
+    for i, other in enumerate(sweep_cells(session, NAME)):
         layer = session.layer_index(other.layer)
         rates = {
             c: rate_of(select(records, c, layer, other.strength), apologised)

@@ -35,7 +35,7 @@ def build_trials(session: BenchSession) -> list[Trial]:
     sentences = sample_words(stimuli.data["sentences"], n, seed, f"{NAME}/sentences")
     concepts = sample_words(stimuli.words("concept_words"), n, seed, NAME)
     trials = []
-    for cell in sweep_cells(session):
+    for cell in sweep_cells(session, NAME):
         layer = session.layer_index(cell.layer)
         vectors = session.vectors(layer)
         for i, (sentence, concept) in enumerate(zip(sentences, concepts, strict=True)):

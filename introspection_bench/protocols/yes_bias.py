@@ -51,7 +51,7 @@ def build_trials(session: BenchSession) -> list[Trial]:
                 trial_id, "none", None, None, None, prompt, None, None, None, seed, grade, question
             )
         )
-        for cell in sweep_cells(session):
+        for cell in sweep_cells(session, NAME):
             layer = session.layer_index(cell.layer)
             vectors = session.vectors(layer)
             start = prompt.spans["question"][0]
