@@ -1,0 +1,87 @@
+"""summary.json: the packaged schema, validation on write and read, flat metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from synthetic_runs import cached_run
+
+from introspection_bench.errors import RecordsError
+from introspection_bench.summary import SCHEMA_PATH, flat_metrics, load_summary, save_summary
+
+
+@pytest.fixture(scope="module")
+def run() -> Path:
+    return cached_run(model="one-layer", layers=(0.5,), strengths=(1.0, 2.0), trials=4)
+
+
+def test_schema_ships_in_the_package() -> None:
+    assert (
+        SCHEMA_PATH.parent.name == "data"
+        and SCHEMA_PATH.parent.parent.name == "introspection_bench"
+    )
+    assert json.loads(SCHEMA_PATH.read_text())["$schema"].endswith("2020-12/schema")
+
+
+def test_written_summary_has_identity_versions_and_flat_metrics(run: Path) -> None:
+    summary = load_summary(run)
+    assert summary["schema_version"] == "1.1"
+    identity = summary["identity"]
+    assert {"model_fingerprint", "chat_template_hash", "stimuli_hash", "judge"} <= set(identity)
+    assert (
+        "introspection-bench" in summary["versions"]
+        and "git" in summary
+        and summary["config"]["trials"] == 4
+    )
+    assert (
+        summary["protocols"] == {p: "1" for p in summary["protocols"]}
+        and len(summary["protocols"]) == 6
+    )
+    for metric in summary["metrics"]:
+        assert {"name", "k", "n", "interval", "params"} <= set(metric)
+    keys = [m["key"] for m in summary["metrics"]]
+    assert keys == sorted(set(keys)), "one entry per metric, sorted by key"
+
+
+def test_shared_control_is_listed_once_with_merged_params(run: Path) -> None:
+    summary = load_summary(run)
+    control = [
+        m for m in summary["metrics"] if m["key"] == "injected_thought.false_positive[control]"
+    ]
+    assert len(control) == 1
+    in_verdicts = [
+        m for v in summary["verdicts"] for m in v["metrics"] if m["condition"] == "control"
+    ]
+    assert len(in_verdicts) > 1
+    random = next(m for m in summary["metrics"] if m["condition"] == "random_vector")
+    assert "p_value" in random["params"]  # from the random_vector verdict, not the detection one
+
+
+def test_version_1_0_summary_is_read_with_derived_metrics(run: Path, tmp_path: Path) -> None:
+    data = json.loads((run / "summary.json").read_text())
+    expected = data.pop("metrics")
+    del data["protocols"]
+    data["schema_version"] = "1.0"
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    assert load_summary(tmp_path)["metrics"] == expected == flat_metrics(data["verdicts"])
+    data["schema_version"] = "1.1"
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    with pytest.raises(RecordsError, match="'protocols' is a required property"):
+        load_summary(tmp_path)
+
+
+def test_summary_failing_the_schema_is_kept_aside_not_written(run: Path, tmp_path: Path) -> None:
+    summary = load_summary(run)
+    summary["metrics"][0]["k"] = -1
+    with pytest.raises(RecordsError, match=r"metrics/0/k.*kept as .*summary\.invalid\.json"):
+        save_summary(summary, tmp_path)
+    assert not (tmp_path / "summary.json").exists()
+    assert json.loads((tmp_path / "summary.invalid.json").read_text())["metrics"][0]["k"] == -1
+
+
+def test_unreadable_summary_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(RecordsError, match="summary.json is not valid JSON"):
+        load_summary(tmp_path)
