@@ -23,6 +23,8 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "grading"
 MIN_ACCURACY = {"affirms": 0.95, "affirm_and_name": 0.90, "claims_intent": 0.90}
 #: Maximum share of labelled negatives graded "yes".
 MAX_FALSE_YES = {"affirms": 0.03}
+#: Real SmolLM2 replies labelled by hand; their accuracy is printed apart (no separate floor).
+REAL_CATEGORY = "smollm2_real"
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,10 @@ def test_rule_judge_accuracy_meets_thresholds(
     graded: list[tuple[LabelledCase, Grade]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     table = summarise(graded)
+    real = summarise((case, grade) for case, grade in graded if case.category == REAL_CATEGORY)
     with capsys.disabled():
         print("\nrule judge vs fixtures/grading:\n" + format_accuracy(table))
+        print(f"of which real model outputs ({REAL_CATEGORY}):\n" + format_accuracy(real))
     misses = [
         f"{case.id} [{case.category}] {criterion}: label={label} "
         f"got={grade.criteria.get(criterion)} ({grade.evidence.get(criterion, grade.error)})"
