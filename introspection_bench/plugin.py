@@ -152,6 +152,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[REPORT_DIR] = Path(name)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests by protocol so `-n N --dist loadgroup` runs each protocol on one worker."""
+    suite_items = [item for item in items if "check" in getattr(item, "fixturenames", ())]
+    if not suite_items:
+        return
+    from introspection_bench.runner import TEST_OWNERS
+
+    for item in suite_items:
+        name = getattr(item, "originalname", item.name).removeprefix("test_")
+        owner = TEST_OWNERS.get(name)
+        if owner is not None:
+            item.add_marker(pytest.mark.xdist_group(owner.NAME))
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[-60:]
 
