@@ -210,8 +210,13 @@ def load_summary(path: Path) -> dict[str, Any]:
     return data
 
 
-def save_summary(summary: Mapping[str, Any], report_dir: Path) -> Path:
+def save_summary(
+    summary: Mapping[str, Any], report_dir: Path, name: str = SUMMARY_FILE
+) -> Path:
     """Validate, then write `summary.json` atomically; returns its path.
+
+    `name` writes another file of the run dir instead (e.g. `summary.<judge>.json`, a re-graded
+    summary beside the original).
 
     A summary that fails the schema is kept as `summary.invalid.json` for inspection (the
     records are untouched, so a rerun rebuilds it), and the error is raised.
@@ -221,7 +226,7 @@ def save_summary(summary: Mapping[str, Any], report_dir: Path) -> Path:
 
     """
     text = json.dumps(summary, indent=2, default=float)
-    path = Path(report_dir) / SUMMARY_FILE
+    path = Path(report_dir) / name
     try:
         validate_summary(json.loads(text), "the new summary")
     except RecordsError as error:
