@@ -136,21 +136,42 @@ class LoadedModel:
             LayerOutOfRangeError: For an index outside [-n, n) or a fraction outside (0, 1).
 
         """
-        n = self.n_layers
-        if isinstance(layer, float):
-            if not 0.0 < layer < 1.0:
-                raise LayerOutOfRangeError(
-                    f"layer fraction {layer} is outside (0, 1); give a depth fraction like 0.67 "
-                    f"or an integer index in [0, {n - 1}]"
-                )
-            return min(n - 1, round(layer * n))
-        index = int(layer)
-        if not -n <= index < n:
+        return resolve_layer_index(layer, self.n_layers, self.spec)
+
+
+def resolve_layer_index(layer: int | float, n_layers: int, model: str = "the model") -> int:
+    """Turn a layer index or a depth fraction in (0, 1) into a block index of `n_layers` blocks.
+
+    `LoadedModel.resolve_layer` for a model that is not loaded (e.g. re-grading a finished run).
+
+    Args:
+        layer: An int index (negative counts from the end) or a float depth fraction in
+            (0, 1): 0.67 -> round(0.67 * n_layers), clipped to the last block.
+        n_layers: Number of decoder blocks.
+        model: The model's spec, for messages.
+
+    Returns:
+        The block index.
+
+    Raises:
+        LayerOutOfRangeError: For an index outside [-n, n) or a fraction outside (0, 1).
+
+    """
+    n = n_layers
+    if isinstance(layer, float):
+        if not 0.0 < layer < 1.0:
             raise LayerOutOfRangeError(
-                f"layer {index} is out of range for {self.spec} with {n} decoder layers; "
-                f"use an index in [0, {n - 1}] or a depth fraction like 0.67"
+                f"layer fraction {layer} is outside (0, 1); give a depth fraction like 0.67 "
+                f"or an integer index in [0, {n - 1}]"
             )
-        return index % n
+        return min(n - 1, round(layer * n))
+    index = int(layer)
+    if not -n <= index < n:
+        raise LayerOutOfRangeError(
+            f"layer {index} is out of range for {model} with {n} decoder layers; "
+            f"use an index in [0, {n - 1}] or a depth fraction like 0.67"
+        )
+    return index % n
 
 
 def find_decoder_layers(model: Any) -> list[Any]:

@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from introspection_bench.errors import ConfigError
+from introspection_bench.models import resolve_layer_index
 from introspection_bench.protocols import (
     alternative_prompt,
     injected_thought,
@@ -114,16 +115,7 @@ class SuiteRunner:
 
     def verdict_dict(self, verdict: Verdict) -> dict[str, Any]:
         """A verdict as plain JSON data, with the run's identity (for the summary)."""
-        data = asdict(verdict)
-        data["cell"] = {
-            "layer": verdict.cell.layer,
-            "strength": verdict.cell.strength,
-            "label": verdict.cell.label,
-        }
-        data["protocol"] = TEST_OWNERS[verdict.test].NAME
-        data["protocol_version"] = TEST_OWNERS[verdict.test].VERSION
-        data["identity"] = self.identity()
-        return data
+        return verdict_data(verdict, self.identity())
 
     def identity(self) -> dict[str, Any]:
         """Model, template, stimuli and judge identity of this run."""
@@ -139,6 +131,77 @@ class SuiteRunner:
             "dtype": str(lm.dtype).removeprefix("torch."),
             "device": str(lm.device),
         }
+
+
+def verdict_data(verdict: Verdict, identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A verdict as plain JSON data with its protocol and the run's identity (for the summary)."""
+    data = asdict(verdict)
+    data["cell"] = {
+        "layer": verdict.cell.layer,
+        "strength": verdict.cell.strength,
+        "label": verdict.cell.label,
+    }
+    data["protocol"] = TEST_OWNERS[verdict.test].NAME
+    data["protocol_version"] = TEST_OWNERS[verdict.test].VERSION
+    data["identity"] = dict(identity)
+    return data
+
+
+class RecordedRun:
+    """What a protocol's `evaluate` reads from its session, for a finished run (no model)."""
+
+    def __init__(self, config: RunConfig, n_layers: int) -> None:
+        """Bind the run's configuration and its model's number of decoder blocks."""
+        self.config = config
+        self.n_layers = n_layers
+
+    def layer_index(self, layer: float | int) -> int:
+        """Block index of a configured layer (fraction or index), as `BenchSession` resolves it."""
+        return resolve_layer_index(layer, self.n_layers, self.config.model)
+
+
+def verdicts_from_records(
+    config: RunConfig,
+    records: Sequence[TrialRecord],
+    n_layers: int,
+    thresholds: Mapping[str, Any],
+    *,
+    tests: Sequence[tuple[str, Cell]],
+    identity: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Recompute verdicts from a finished run's records with each protocol's `evaluate`.
+
+    Nothing is generated or graded: this is what `SuiteRunner.verdict` decides, given the
+    records (e.g. re-graded by another judge).
+
+    Args:
+        config: The run's configuration (layers, strengths, seed).
+        records: Every record of the run, all protocols.
+        n_layers: Decoder blocks of the run's model (resolves depth fractions).
+        thresholds: The pass rules (suites/thresholds.toml).
+        tests: (test name, cell) pairs to decide, e.g. those of the run's summary.
+        identity: The run's identity, attached to every verdict.
+
+    Returns:
+        The verdicts as plain JSON data (`verdict_data`), in the order of `tests`.
+
+    Raises:
+        ConfigError: For an unknown test name, listing the known ones.
+
+    """
+    # `evaluate` reads only `config` and `layer_index` from its session.
+    session = cast("BenchSession", RecordedRun(config, n_layers))
+    by_protocol: dict[str, list[TrialRecord]] = {}
+    for record in records:
+        by_protocol.setdefault(record.protocol, []).append(record)
+    verdicts = []
+    for test, cell in tests:
+        module = TEST_OWNERS.get(test)
+        if module is None:
+            raise ConfigError(f"unknown test {test!r}; known: {', '.join(sorted(TEST_OWNERS))}")
+        verdict = module.evaluate(session, by_protocol.get(module.NAME, []), test, cell, thresholds)
+        verdicts.append(verdict_data(verdict, identity))
+    return verdicts
 
 
 def write_summary(
