@@ -14,6 +14,7 @@ from introspection_bench.chat import render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
+    holm_note,
     rate_of,
     sample_words,
     select,
@@ -106,14 +107,26 @@ def evaluate(
     base = rate_of(select(records, "none"), "success")
     injected = rate_of(select(records, "injected", layer, cell.strength), "success")
     p = fisher_less(base.k, base.n, injected.k, injected.n)
+    # Holm over every cell of the sweep: the best cell is never reported raw.
+    p_values, index = [], 0
+    for i, other in enumerate(sweep_cells(session, NAME)):
+        other_layer = session.layer_index(other.layer)
+        other_rate = rate_of(select(records, "injected", other_layer, other.strength), "success")
+        p_values.append(fisher_less(base.k, base.n, other_rate.k, other_rate.n))
+        if other == cell:
+            index = i
+    adjusted, note = holm_note(p_values)
+    p_holm = adjusted[index] if adjusted else p
     metrics = [
         MetricResult.from_rate(
-            f"{NAME}.success", "injected", layer, cell.strength, injected, p_value=p
+            f"{NAME}.success", "injected", layer, cell.strength, injected, p_value=p, p_holm=p_holm
         ),
         MetricResult.from_rate(f"{NAME}.success", "none", None, None, base),
     ]
-    passed = injected.low > base.high and p < alpha
-    rule = f"success lower bound > uninjected upper bound and Fisher p={p:.3g} < {alpha:g}"
+    passed = injected.low > base.high and p_holm < alpha
+    rule = (
+        f"success lower bound > uninjected upper bound and Holm Fisher p={p_holm:.3g} < {alpha:g}"
+    )
     return Verdict(
-        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule
+        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule, note
     )

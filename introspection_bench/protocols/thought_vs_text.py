@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
-from introspection_bench.protocols._common import sample_words, select, sweep_cells, verdict_line
+from introspection_bench.protocols._common import (
+    holm_note,
+    sample_words,
+    select,
+    sweep_cells,
+    verdict_line,
+)
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import binomial_above, clustered_rate
@@ -117,16 +123,41 @@ def evaluate(
         ],
         [r.concept for r in think],
     )
-    p = binomial_above(named.k, named.n, chance) if named.n else 1.0
+    p = _naming_p(named.k, named.n, chance)
+    # Holm over every cell of the sweep: the best cell is never reported raw.
+    p_values, index = [], 0
+    for i, other in enumerate(sweep_cells(session, NAME)):
+        other_think = select(records, "think", session.layer_index(other.layer), other.strength)
+        hits = sum(r.grades.get("choice") == r.concept for r in other_think)
+        p_values.append(_naming_p(hits, len(other_think), chance))
+        if other == cell:
+            index = i
+    adjusted, note = holm_note(p_values)
+    p_holm = adjusted[index] if adjusted else p
     metrics = [
         MetricResult.from_rate(
-            f"{NAME}.naming", "think", layer, cell.strength, named, p_value=p, chance=chance
+            f"{NAME}.naming",
+            "think",
+            layer,
+            cell.strength,
+            named,
+            p_value=p,
+            p_holm=p_holm,
+            chance=chance,
         ),
         MetricResult.from_rate(f"{NAME}.transcription", "repeat", layer, cell.strength, copied),
         MetricResult.from_rate(f"{NAME}.both", "think+repeat", layer, cell.strength, both),
     ]
-    passed = p < alpha and copied.estimate >= floor
-    rule = f"naming above {chance:.0%} chance (binomial p={p:.3g} < {alpha:g}) and transcription >= {floor:.0%}"
-    return Verdict(
-        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule
+    passed = p_holm < alpha and copied.estimate >= floor
+    rule = (
+        f"naming above {chance:.0%} chance (binomial Holm p={p_holm:.3g} < {alpha:g}) "
+        f"and transcription >= {floor:.0%}"
     )
+    return Verdict(
+        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule, note
+    )
+
+
+def _naming_p(k: int, n: int, chance: float) -> float:
+    """One-sided binomial p that naming beats chance (1.0 without trials)."""
+    return binomial_above(k, n, chance) if n else 1.0
