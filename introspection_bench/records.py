@@ -4,7 +4,8 @@
 a killed process) loses at most the trial being written; a torn last line is ignored on read.
 `reports/<run>/run.json` holds the configuration key: re-running with another configuration in
 the same directory is refused. Under pytest-xdist each worker appends its own shard
-(`trials.<worker>.jsonl`) and the controller merges them.
+(`trials.<worker>.jsonl`) and the controller merges them. Re-graded copies of a run's trials
+(`trials.<judge>@<version>.jsonl`) sit beside them and are never read as shards.
 """
 
 from __future__ import annotations
@@ -114,8 +115,12 @@ class RecordStore:
                 self._records[record.trial_id] = record
 
     def shard_paths(self) -> list[Path]:
-        """The main trials file and every worker shard, in a stable order."""
-        return sorted(self.run_dir.glob("trials*.jsonl"))
+        """The main trials file and every worker shard, in a stable order.
+
+        Re-graded copies (`trials.<judge>@<version>.jsonl`, written by `introspection-bench
+        regrade`) are not shards: a worker id never contains "@".
+        """
+        return sorted(p for p in self.run_dir.glob("trials*.jsonl") if "@" not in p.name)
 
     def claim(self, config: Mapping[str, Any]) -> None:
         """Bind the run dir to `config`, or refuse a different one already there.
