@@ -326,6 +326,7 @@ def compare_run(bench: Any, baseline: Mapping[str, Any], alpha: float = 0.05) ->
         ConfigError: When the runs are not comparable.
 
     """
+    from introspection_bench.protocols._common import strengths_for
     from introspection_bench.protocols.base import Cell
     from introspection_bench.runner import TEST_OWNERS
     from introspection_bench.summary import flat_metrics
@@ -335,16 +336,16 @@ def compare_run(bench: Any, baseline: Mapping[str, Any], alpha: float = 0.05) ->
     identity = bench.identity()
     notes = check_comparable(baseline, {"identity": identity, "protocols": versions})
     config = bench.session.config
-    labels = {
-        Cell(layer, strength).label
-        for layer in config.layers
-        for strength in (*config.strengths, None)
-    }
-    labels.add(Cell(None, None).label)
+
+    def measured(test: str) -> set[str]:
+        """Cell labels this run's sweep has for `test` (protocols may have their own strengths)."""
+        strengths = (*strengths_for(config, TEST_OWNERS[test].NAME), None)
+        return {Cell(layer, s).label for layer in config.layers for s in strengths} | {"all"}
+
     verdicts, seen = [], set()
     for v in wanted:
         cell = Cell(v["cell"]["layer"], v["cell"]["strength"])
-        if cell.label not in labels or (v["test"], cell.label) in seen:
+        if cell.label not in measured(v["test"]) or (v["test"], cell.label) in seen:
             continue
         seen.add((v["test"], cell.label))
         verdicts.append(bench.verdict_dict(bench.verdict(v["test"], cell)))
