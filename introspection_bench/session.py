@@ -191,7 +191,7 @@ class BenchSession:
         return TrialRecord(
             trial_id=trial.trial_id,
             protocol=trial.protocol,
-            protocol_version=str(trial.extra.get("protocol_version", "1")),
+            protocol_version=_protocol_version(trial),
             condition=trial.condition,
             concept=trial.concept,
             layer=trial.layer,
@@ -220,6 +220,16 @@ class BenchSession:
         )
         self.store.append([record])
         return record
+
+
+def _protocol_version(trial: Trial) -> str:
+    """VERSION of the protocol module that built `trial` (an explicit `extra` value wins)."""
+    if "protocol_version" in trial.extra:
+        return str(trial.extra["protocol_version"])
+    from introspection_bench.runner import PROTOCOL_MODULES  # runner imports this module
+
+    versions = {module.NAME: module.VERSION for module in PROTOCOL_MODULES}
+    return str(versions.get(trial.protocol, "1"))
 
 
 def _graded(record: TrialRecord, grade: Grade, judge_name: str) -> TrialRecord:
