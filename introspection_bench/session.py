@@ -62,6 +62,12 @@ class RunConfig:
             raise ConfigError(f"--trials {self.trials} must be at least 1")
         if not self.layers or not self.strengths:
             raise ConfigError("a run needs at least one layer and one strength")
+        for layer in self.layers:
+            if isinstance(layer, float) and not 0.0 < layer < 1.0:
+                raise ConfigError(
+                    f"--layers fraction {layer:g} is outside (0, 1); give a depth fraction like "
+                    "0.67 or a block index like 20"
+                )
 
     def key(self) -> dict[str, Any]:
         """What must match for two runs to share a records directory (device/batch excluded)."""
