@@ -84,8 +84,11 @@ class SuiteRunner:
 
         thresholds = load_thresholds(thresholds_path)
         store = RecordStore(report_dir, worker)
-        store.claim(config.key())
         stimuli = load_stimuli()
+        # Records are only valid for these protocol versions and stimuli: resuming across a
+        # version bump would silently mix old and new trials.
+        versions = {module.NAME: module.VERSION for module in PROTOCOL_MODULES}
+        store.claim(config.key() | {"protocol_versions": versions, "stimuli_hash": stimuli.sha256})
         judge_options = {"base_url": judge_url} if judge_url else {}
         judge = build_judge(config.judge, **judge_options)
         lm = load_model(config.model, device=config.device, dtype=config.dtype)

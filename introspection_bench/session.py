@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -75,6 +75,18 @@ class RunConfig:
         for volatile in ("device", "batch_size"):
             data.pop(volatile)
         return data
+
+    @classmethod
+    def from_key(cls, key: dict[str, Any], **overrides: Any) -> RunConfig:
+        """Rebuild a config from `key()` data (e.g. a run dir's run.json; unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        data = {k: v for k, v in key.items() if k in names} | overrides
+        for name in ("layers", "strengths"):
+            if name in data:
+                data[name] = tuple(data[name])
+        if "protocol_strengths" in data:
+            data["protocol_strengths"] = {k: tuple(v) for k, v in data["protocol_strengths"].items()}
+        return cls(**data)
 
     def key_hash(self) -> str:
         """Short hash of `key()`."""
