@@ -37,3 +37,7 @@ class JudgeError(IntrospectionBenchError):
 
 class RecordsError(IntrospectionBenchError):
     """Records on disk are malformed, fail their schema, or belong to another configuration."""
+
+
+class GradingInputError(IntrospectionBenchError):
+    """A file of responses to grade has a bad line: not JSON, a missing or mistyped field."""
