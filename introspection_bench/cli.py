@@ -1,6 +1,7 @@
 """`introspection-bench`: work with finished runs (report, compare, leaderboard, merge, validate).
 
-Running the suite itself is `pytest suites/`; these commands only read and write run directories.
+Running the suite itself is `pytest suites/`; these commands only read and write run directories
+(`regrade` re-grades one with another judge) or, for `grade`, a JSONL file of responses.
 Exit status: 0 success, 1 a check failed (regression, invalid submission), 2 a usage or input error.
 """
 
@@ -11,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from introspection_bench.errors import IntrospectionBenchError
+from introspection_bench.errors import IntrospectionBenchError, JudgeError
+from introspection_bench.judges.base import CRITERIA, Judge
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -85,6 +87,61 @@ def _validate(args: argparse.Namespace) -> int:
     return 1
 
 
+def _judge(args: argparse.Namespace) -> Judge:
+    from introspection_bench.judges.base import build_judge
+
+    if args.judge_url and args.judge.partition(":")[0] != "openai":
+        raise JudgeError(
+            f"--judge-url is for OpenAI-compatible judges; use --judge openai:<model>, "
+            f"not {args.judge!r}"
+        )
+    return build_judge(args.judge, **({"base_url": args.judge_url} if args.judge_url else {}))
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from introspection_bench.grading import grade_cases_file
+
+    graded = grade_cases_file(Path(args.input), Path(args.output), args.protocol, _judge(args))
+    print(
+        f"graded {graded.n} {args.protocol} responses with {graded.judge} "
+        f"({graded.n_errors} judge errors): {graded.path}"
+    )
+    return 0
+
+
+def _regrade(args: argparse.Namespace) -> int:
+    judge = _judge(args)  # before the heavier imports: a bad judge option fails fast
+    from introspection_bench.grading import format_agreement, regrade_run
+    from introspection_bench.runner import load_thresholds
+
+    thresholds = load_thresholds(Path(args.thresholds) if args.thresholds else _thresholds_path())
+    result = regrade_run(Path(args.run_dir), judge, thresholds)
+    before = ", ".join(result.previous_judges) or "no judge"
+    print(
+        f"re-graded {result.n_graded} trials of {args.run_dir} with {result.judge} "
+        f"(was {before}; {result.n_errors} judge errors)\n"
+        f"trials: {result.trials_path}\nsummary: {result.summary_path}\n"
+        f"agreement with {before} (Cohen's kappa, per criterion):\n"
+        + format_agreement(result.agreement)
+    )
+    verdict = {True: "PASS", False: "FAIL"}
+    for change in result.verdict_changes:
+        print(
+            f"verdict changed: {change.test}[{change.cell}] "
+            f"{verdict[change.before]} -> {verdict[change.after]}"
+        )
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _thresholds_path() -> Path:
+    """suites/thresholds.toml of the working directory, else of this package's checkout."""
+    here = Path("suites") / "thresholds.toml"
+    checkout = Path(__file__).resolve().parents[1] / "suites" / "thresholds.toml"
+    return here if here.is_file() or not checkout.is_file() else checkout
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -134,7 +191,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("run_dir")
     validate.set_defaults(handler=_validate)
+
+    grade = commands.add_parser(
+        "grade", help="grade a JSONL file of responses on one protocol's criteria"
+    )
+    grade.add_argument(
+        "--protocol", required=True, choices=sorted(CRITERIA), help="grading protocol"
+    )
+    grade.add_argument(
+        "--input",
+        required=True,
+        help="JSONL, one object per line: response and word (question, options where needed)",
+    )
+    grade.add_argument(
+        "--output", required=True, help="JSONL: each input line plus grades, evidence, judge, error"
+    )
+    _judge_options(grade)
+    grade.set_defaults(handler=_grade)
+
+    regrade = commands.add_parser(
+        "regrade",
+        help="re-grade a finished run with another judge (no model): new trials and summary "
+        "beside the old ones, and the judges' agreement",
+    )
+    regrade.add_argument("run_dir", help="run directory with run.json, trials.jsonl, summary.json")
+    _judge_options(regrade)
+    regrade.add_argument(
+        "--thresholds", default=None, help="thresholds file (default: suites/thresholds.toml)"
+    )
+    regrade.set_defaults(handler=_regrade)
     return parser
+
+
+def _judge_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--judge", default="rule", help="rule (default), openai:<model>, hf:<id> or local:<dir>"
+    )
+    parser.add_argument(
+        "--judge-url", default=None, help="base URL of an OpenAI-compatible endpoint (vLLM, ...)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -446,6 +449,55 @@ def test_bad_input_names_the_line_and_the_fix(
     with pytest.raises(GradingInputError, match=message):
         grade_cases_file(cases, tmp_path / "g.jsonl", protocol, _Failing())
     assert not (tmp_path / "g.jsonl").exists()
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "introspection_bench.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_cli_grade_and_its_input_errors(tmp_path: Path) -> None:
+    question = "Is the sun the largest star in the universe?"
+    cases = _write_jsonl(
+        tmp_path / "cases.jsonl",
+        [{"response": "No, it is an average star.", "word": None, "question": question}],
+    )
+    done = _cli("grade", "--protocol", "yes_no", "--input", cases, "--output", tmp_path / "g.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert "graded 1 yes_no responses with rule@1 (0 judge errors)" in done.stdout
+    (row,) = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert row["grades"] == {"affirmative": False} and row["question"] == question
+
+    _write_jsonl(cases, [{"response": "Yes", "word": None, "question": question}, "oops"])
+    bad = _cli("grade", "--protocol", "yes_no", "--input", cases, "--output", tmp_path / "h.jsonl")
+    assert bad.returncode == 2
+    assert f"{cases}:2: not valid JSON" in bad.stderr
+    unknown = _cli("grade", "--protocol", "telepathy", "--input", cases, "--output", "x")
+    assert unknown.returncode == 2 and "invalid choice: 'telepathy'" in unknown.stderr
+
+
+def test_cli_regrade_prints_agreement_and_paths(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", _yes_bias_records(), [("yes_bias", Cell(0.67, 1.0))])
+    done = _cli("regrade", run, "--judge", "rule")
+    assert done.returncode == 0, done.stderr
+    assert "re-graded 8 trials" in done.stdout and "(was keyword@1; 0 judge errors)" in done.stdout
+    assert f"summary: {run / 'summary.rule@1.json'}" in done.stdout
+    line = next(s for s in done.stdout.splitlines() if s.startswith("yes_no.affirmative"))
+    assert line.split()[1:4] == ["8", "100.0%", "1.00"]
+
+    wrong = _cli("regrade", run, "--judge", "rule", "--judge-url", "http://localhost:1")
+    assert wrong.returncode == 2 and "--judge-url is for OpenAI-compatible judges" in wrong.stderr
 
 
 def _read(path: Path) -> list[TrialRecord]:
