@@ -401,12 +401,11 @@ def _config_of(run: Path, summary: Mapping[str, Any]) -> RunConfig:
             f"cannot read {run / RUN_FILE} ({error}); re-grade a run directory written by the suite"
         ) from error
     old = summary.get("config") or {}
-    fields = {k: tuple(v) if k in ("layers", "strengths") else v for k, v in key.items()}
-    fields.setdefault("device", old.get("device", "auto"))
-    fields.setdefault("batch_size", old.get("batch_size"))
     try:
-        return RunConfig(**fields)
-    except TypeError as error:
+        return RunConfig.from_key(
+            key, device=old.get("device", "auto"), batch_size=old.get("batch_size")
+        )
+    except (TypeError, AttributeError, IntrospectionBenchError) as error:
         raise RecordsError(
             f"{run / RUN_FILE} does not match this version's run configuration ({error}); "
             "re-grade it with the introspection-bench version that wrote it"
