@@ -442,9 +442,15 @@ _CACHE: dict[tuple[Any, ...], Path] = {}
 
 def cached_run(**kwargs: Any) -> Path:
     """A synthetic run made once per process (read-only: copy it before editing)."""
+    import inspect
     import tempfile
 
-    key = tuple(sorted(kwargs.items()))
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(make_run).parameters.items()
+        if param.default is not inspect.Parameter.empty
+    }
+    key = tuple(sorted({**defaults, **kwargs}.items()))
     if key not in _CACHE:
         _CACHE[key] = make_run(
             Path(tempfile.mkdtemp(prefix="ib-synthetic-")) / str(kwargs.get("model", "run")),

@@ -34,7 +34,7 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def good() -> Path:
-    return cached_run(model="cli-good", skill=0.9, false_positive=0.05)
+    return cached_run(model="good", skill=0.9, false_positive=0.05)
 
 
 def test_compare_identical_runs_exits_0(good: Path) -> None:
@@ -55,7 +55,7 @@ def test_compare_identical_runs_exits_0(good: Path) -> None:
 
 
 def test_compare_regressed_run_exits_1_with_messages(good: Path) -> None:
-    worse = cached_run(model="cli-worse", skill=0.0, false_positive=0.9)
+    worse = cached_run(model="worse", skill=0.0, false_positive=0.9)
     done = cli("compare", good, worse)
     assert done.returncode == 1
     assert re.search(
@@ -110,7 +110,7 @@ def test_leaderboard_lists_rejections(good: Path, tmp_path: Path) -> None:
         and "no trials.jsonl beside the summary" in done.stdout
     )
     data = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
-    assert [row["model"] for row in data["accepted"]] == ["cli-good"]
+    assert [row["model"] for row in data["accepted"]] == ["good"]
 
 
 def test_merge_folds_worker_shards(good: Path, tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from synthetic_runs import cached_run, chromium, dump_dom, edit_summary
 
 from introspection_bench.leaderboard import build_leaderboard, load_submission
 
-MODELS = {"alpha": 0.9, "beta": 0.3, "gamma": 0.6}
+#: model -> (skill, false-positive rate) of its synthetic run.
+MODELS = {"good": (0.9, 0.05), "beta": (0.3, 0.4), "gamma": (0.6, 0.15)}
 
 
 def _copy(name: str, tmp_path: Path, **kwargs: Any) -> Path:
@@ -27,19 +28,17 @@ def _first(summary: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_valid_submission_is_accepted() -> None:
-    submission = load_submission(cached_run(model="alpha", skill=MODELS["alpha"]))
+    submission = load_submission(cached_run(model="good", skill=0.9))
     assert submission.accepted, submission.reasons
     assert len(submission.records) == submission.summary["n_trials"]
 
 
 def test_summary_path_is_accepted_too() -> None:
-    assert load_submission(
-        cached_run(model="alpha", skill=MODELS["alpha"]) / "summary.json"
-    ).accepted
+    assert load_submission(cached_run(model="good", skill=0.9) / "summary.json").accepted
 
 
 def test_inflated_rate_is_rejected(tmp_path: Path) -> None:
-    run = _copy("alpha", tmp_path, skill=MODELS["alpha"])
+    run = _copy("good", tmp_path, skill=0.9)
 
     def inflate(summary: dict[str, Any]) -> None:
         metric = _first(summary, "thought_vs_text.naming")
@@ -54,7 +53,7 @@ def test_inflated_rate_is_rejected(tmp_path: Path) -> None:
 
 
 def test_tampered_cosine_mean_is_rejected(tmp_path: Path) -> None:
-    run = _copy("alpha", tmp_path, skill=MODELS["alpha"])
+    run = _copy("good", tmp_path, skill=0.9)
     edit_summary(
         run, lambda s: _first(s, "intentional_control.think_minus_dont").update(estimate=0.5)
     )
@@ -71,7 +70,7 @@ def test_other_stimuli_are_rejected(tmp_path: Path) -> None:
 
 
 def test_missing_controls_and_trials_are_rejected(tmp_path: Path) -> None:
-    run = _copy("alpha", tmp_path, skill=MODELS["alpha"])
+    run = _copy("good", tmp_path, skill=0.9)
 
     def drop_random_vector(summary: dict[str, Any]) -> None:
         summary["verdicts"] = [v for v in summary["verdicts"] if v["test"] != "random_vector"]
@@ -91,14 +90,17 @@ def test_missing_controls_and_trials_are_rejected(tmp_path: Path) -> None:
 
 
 def test_schema_violation_is_rejected(tmp_path: Path) -> None:
-    run = _copy("alpha", tmp_path, skill=MODELS["alpha"])
+    run = _copy("good", tmp_path, skill=0.9)
     edit_summary(run, lambda s: s["metrics"][0].pop("interval"))
     (reason,) = load_submission(run).reasons
     assert reason.startswith("schema:") and "interval" in reason
 
 
 def test_other_judge_is_rejected(tmp_path: Path) -> None:
-    runs = [cached_run(model=name, skill=skill) for name, skill in MODELS.items()]
+    runs = [
+        cached_run(model=name, skill=skill, false_positive=fp)
+        for name, (skill, fp) in MODELS.items()
+    ]
     other = tmp_path / "llm-graded"
     shutil.copytree(
         cached_run(model="llm-graded", judge="openai:gpt-4o-mini@1", trials=4, layers=(0.5,)), other
@@ -115,7 +117,10 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bad = base / "tampered"
     shutil.copytree(cached_run(model="tampered", skill=0.5), bad)
     edit_summary(bad, lambda s: _first(s, "injected_thought.success").update(k=8, estimate=1.0))
-    runs = [cached_run(model=name, skill=skill) for name, skill in MODELS.items()]
+    runs = [
+        cached_run(model=name, skill=skill, false_positive=fp)
+        for name, (skill, fp) in MODELS.items()
+    ]
     built = build_leaderboard([*runs, bad], base / "site")
     assert [s.source for s in built.rejected] == [str(bad)]
     return built.html_path

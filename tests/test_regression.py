@@ -240,7 +240,9 @@ def test_bad_baseline_file_is_a_usage_error(pytester: pytest.Pytester, tmp_path:
 def test_suite_module_skips_cells_outside_this_sweep(pytester: pytest.Pytester) -> None:
     baseline = cached_run(model="good", skill=0.9, false_positive=0.05)
     _suite(pytester, cached_run(model="good", skill=0.9, false_positive=0.05, strengths=(1.0,)))
-    result = pytester.runpytest("--baseline", str(baseline / "summary.json"), "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        "--baseline", str(baseline / "summary.json"), "-p", "no:cacheprovider"
+    )
     at_s2 = [m for m in load_summary(baseline)["metrics"] if m["strength"] == 2.0]
     outcomes = result.parseoutcomes()
     assert outcomes.get("skipped") == len(at_s2) and "failed" not in outcomes

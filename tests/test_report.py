@@ -44,7 +44,7 @@ PROTOCOLS = (
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-layer synthetic run with a cached judge accuracy, reported once."""
     target = tmp_path_factory.mktemp("report") / "run"
-    shutil.copytree(cached_run(model="reported", skill=0.8), target)
+    shutil.copytree(cached_run(model="good", skill=0.9, false_positive=0.05), target)
     assert (
         judge_accuracy_table(load_summary(target), target, measure=False) is None
     )  # nothing cached yet
@@ -95,7 +95,7 @@ def test_markdown_has_tables_plots_examples_and_judge(run_dir: Path) -> None:
 
 
 def test_outcomes_are_classified_from_grades() -> None:
-    records = RecordStore(cached_run(model="reported", skill=0.8)).all()
+    records = RecordStore(cached_run(model="good", skill=0.9, false_positive=0.05)).all()
     outcomes = {classify_outcome(r) for r in records if r.protocol == "injected_thought"}
     assert outcomes == {"success", "miss", "false alarm", "incoherent", None}
     assert all(classify_outcome(r) is None for r in records if r.protocol == "intentional_control")
