@@ -252,6 +252,9 @@ def check_coherence(text: str, known: frozenset[str] = frozenset()) -> tuple[boo
         ngram = _frequent_ngram(tokens)
         if ngram:
             return False, ngram
+    broken = _broken_structure(text, tokens)
+    if broken:
+        return False, broken
     nonwords = [t for t in tokens if stem(t) not in known and is_nonword(t)]
     share = len(nonwords) / len(tokens)
     if (len(nonwords) >= 2 and share > 0.25) or (len(nonwords) >= 4 and share > 0.15):
@@ -264,6 +267,40 @@ def check_coherence(text: str, known: frozenset[str] = frozenset()) -> tuple[boo
         if function < 0.1 and not re.search(r"[.!?]\s", text):
             return False, f"no sentence structure (function-word share {function:.2f})"
     return True, "coherent"
+
+
+#: Words people double on purpose ("that that", "had had", "no no", "very very").
+_DOUBLABLE = frozenset(
+    "that had very really so no yes ha oh well now bye knock hush tut la go".split()
+)
+#: A word written twice with only spaces between ("an an", "may may").
+_DOUBLED = re.compile(r"\b([a-z]+(?:'[a-z]+)?)[ \t]+\1\b", re.IGNORECASE)
+#: Symbols and runs prose rarely has (braces, brackets, "!!", "::", the replacement character).
+_STRAY_SYMBOLS = re.compile(r"[{}\[\]<>\\^~+\ufffd]|[!?]{2,}|::")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|[a-z][.)])\s")
+_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _broken_structure(text: str, tokens: list[str]) -> str:
+    """Name a sign of degenerate generation the other checks miss; "" when none.
+
+    Two or more doubled words ("an an", "may may"), stray symbols (4+, and one per 10 words or
+    more), or a reply in fragments (8+ sentences, 70% or more of them at most two words, list
+    items aside).
+    """
+    doubled = [
+        m.group(1).lower() for m in _DOUBLED.finditer(text) if m.group(1).lower() not in _DOUBLABLE
+    ]
+    if len(doubled) >= 2:
+        return f"doubled words: {', '.join(f'{w} {w}' for w in doubled[:3])}"
+    stray = _STRAY_SYMBOLS.findall(text)
+    if len(stray) >= 4 and len(stray) >= 0.1 * len(tokens):
+        return f"stray symbols ({len(stray)}): {' '.join(stray[:5])}"
+    sentences = [s for s in _SENTENCES.split(text) if s.strip() and not _LIST_ITEM.match(s)]
+    fragments = [s for s in sentences if len(_WORD_RE.findall(s)) <= 2]
+    if len(sentences) >= 8 and len(fragments) >= 0.7 * len(sentences):
+        return f"fragments: {len(fragments)} of {len(sentences)} sentences have at most two words"
+    return ""
 
 
 def _consecutive_repeat(tokens: list[str]) -> str:

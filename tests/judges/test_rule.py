@@ -297,6 +297,36 @@ def test_truncated_replies_stay_coherent(response: str) -> None:
     assert check_coherence(normalise(response), frozenset())[0] is True
 
 
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        # Shapes of real SmolLM2 replies under strong injection (fixtures/grading smollm2_real).
+        (
+            "I often can relate by letting, I may may might about something I could could let.",
+            "doubled words",
+        ),
+        ("So what thoughts in the box!! inside {-{ If (brushes: action: {!U::{ Looking!", "stray"),
+        ("I started. I design. By. I. Then. Step 2. I cut. I model. Okay. Go.", "fragments"),
+    ],
+)
+def test_broken_generation_is_incoherent(response: str, reason: str) -> None:
+    coherent, why = check_coherence(normalise(response), frozenset())
+    assert coherent is False and why.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "No no, I really really do notice a thought, and that that thought is about the ocean.",
+        "My thoughts:\n- Ocean\n- Waves\n- Sand\n- Sun\n- Sky\n- Salt\n- Wind\n- Gulls",
+        "Yes! I notice something [faint] about the ocean (waves, mostly).",
+        "Yes. I do. It is about the sea. Waves. Salt. Wind.",
+    ],
+)
+def test_deliberate_doubles_lists_and_short_sentences_stay_coherent(response: str) -> None:
+    assert check_coherence(normalise(response), frozenset()) == (True, "coherent")
+
+
 def test_a_long_rambling_reply_is_coherent_and_graded_on_its_claim(judge: RuleJudge) -> None:
     response = (
         "That's an interesting question, and I want to answer it carefully. Most of what I am "
