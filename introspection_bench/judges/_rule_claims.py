@@ -211,6 +211,9 @@ def intent_cue(
         text = clause.text
         if clause.sentence in conditional and re.search(r"\b(?:if|would|could)\b", text):
             continue
+        following = clauses[i + 1] if i + 1 < len(clauses) else None
+        if following and following.sentence == clause.sentence and P.MEANT_TO_SAY_OPEN.search(text):
+            text = f"{text} {following.text}"  # "I meant to say: <word>"
         strong = _strong_intent(text, names_word, _inherits_negation(clauses, i))
         if strong is not None:
             return strong, f"{'intent' if strong else 'accident'}: {clause.text.strip()!r}"
@@ -244,9 +247,10 @@ def yes_no_answer(clauses: Sequence[Clause], question: str | None) -> tuple[bool
     """Whether the reply answers yes: an explicit yes/no first, else a (non-)negated echo."""
     for clause in clauses[:3]:
         text = clause.text.strip(" .!\"'")
-        if P.NO_STRONG.match(text):
+        first_sentence = clause.sentence == clauses[0].sentence
+        if P.NO_STRONG.match(text) or (first_sentence and P.NO_SHORT.match(text)):
             return False, f"no: {clause.text.strip()!r}"
-        if P.YES_STRONG.match(text):
+        if P.YES_STRONG.match(text) or (first_sentence and P.YES_SHORT.match(text)):
             return True, f"yes: {clause.text.strip()!r}"
     if not clauses:
         return False, "empty reply"

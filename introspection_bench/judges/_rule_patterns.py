@@ -335,7 +335,8 @@ ACCIDENT_STRONG = re.compile(
     r"misstep|blunder|oversight|misfire)\b|"
     r"\baccidental(?:ly)?\b|\bby (?:accident|mistake)\b|\bin error\b|\bmistakenly\b|"
     r"\bunintend(?:ed|ionally)\b|\bunintentional(?:ly)?\b|\binadvertent(?:ly)?\b|"
-    r"\bmisspo(?:ke|ken)\b|\bslip of the (?:tongue|keyboard)\b|\bi misread\b|"
+    r"\bmisspo(?:ke|ken)\b|\bmisspel(?:led|t|ling)\b|\bmistyped\b|"
+    r"\bslip of the (?:tongue|keyboard)\b|\bi misread\b|"
     r"\bi (?:should|ought to) have said\b|"
     r"\b(?:doesn't|does not|didn't|did not|don't|do not) (?:make sense|fit|relate|belong|match)\b|"
     r"\b(?:has|had|have) nothing to do with\b|\bunrelated\b|\bout of place\b|\bwrong word\b"
@@ -355,6 +356,11 @@ MEANT_TO_SAY = re.compile(
     r"\bi (?:really |actually |originally )?(?:meant|intended|wanted|was trying)"
     r" to (?:say|write|type|use|answer)(?: the word)? [\"']?(\w+)"
 )
+#: "I meant to say:" with the word in the next clause (a colon or dash splits the clause).
+MEANT_TO_SAY_OPEN = re.compile(
+    r"\bi (?:really |actually |originally )?(?:meant|intended|wanted|was trying)"
+    r" to (?:say|write|type|use|answer)(?: the word)?\s*$"
+)
 APOLOGY = re.compile(r"\b(?:sorry|apologi[sz]e|apologies|my bad|oops|whoops|pardon|forgive me)\b")
 INTENT_WEAK = re.compile(
     r"^(?:yes|yeah|yep|yup|indeed|absolutely|definitely|certainly|of course)\b|"
@@ -373,14 +379,20 @@ YES_STRONG = re.compile(
     r"^(?:yes|yeah|yep|yup|yea|sure|certainly|absolutely|definitely|indeed|of course|correct|"
     r"that's (?:right|correct|true)|true|affirmative|i think so|i believe so|probably|"
     r"most likely|sometimes|occasionally|often|usually|kind of|sort of|i guess so|i suppose so)"
-    r"\b(?! not\b)|"
+    r"\b(?! not\b)"
+)
+#: A short-form answer ("It is.", "They do."): an answer only in the reply's first sentence.
+YES_SHORT = re.compile(
     r"^(?:i|it|they|we|you|he|she|that|this)(?:'re| are| am|'m| is|'s| do| does| did| can| could|"
     r" have| has| will| would| certainly do| do indeed)\s*[.!,]*\s*$"
 )
 NO_STRONG = re.compile(
     r"^(?:no|nope|nah|not at all|not really|never|negative|false|incorrect|of course not|"
     r"certainly not|definitely not|absolutely not|i don't think so|i do not think so|not quite|"
-    r"not exactly|not necessarily|unfortunately not|nothing)\b|"
+    r"not exactly|not necessarily|unfortunately not|nothing)\b"
+)
+#: A short-form denial ("It isn't.", "They don't."): an answer only in the first sentence.
+NO_SHORT = re.compile(
     r"^(?:i|it|they|we|you|he|she|that|this)(?:'re| are| am|'m| is|'s| do| does| did| can| could|"
     r" have| has| will| would)?(?:n't| not)\s*[.!,]*\s*$"
 )

@@ -408,6 +408,9 @@ def prefill(judge: RuleJudge, response: str, word: str = "bread") -> Grade:
         ("I meant it. Although, thinking again, it might have been a mistake.", True),
         ("Sorry for the confusion, but I did mean to say bread.", True),
         ("The sentence is about an old clock.", None),
+        ("No, I meant to say: clock. It fits the sentence.", False),
+        ("Yes, I meant to say: bread.", True),
+        ("The answer is: misspelled.", False),
     ],
 )
 def test_prefill_intent_apology_and_retreat(
@@ -460,6 +463,8 @@ def test_choice_is_the_most_related_option(
         ("Snakes do not have eyelids.", False),
         ("I am an AI language model.", False),
         ("Of course not.", False),
+        ("Well, they do.", True),
+        ("Snakes are reptiles of many kinds! They do", False),  # a short form after the answer
     ],
 )
 def test_yes_no_answers(judge: RuleJudge, response: str, expected: bool) -> None:
