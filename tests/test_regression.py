@@ -136,7 +136,7 @@ from types import SimpleNamespace
 import pytest
 
 sys.path.insert(0, {tests!r})
-from synthetic_runs import THRESHOLDS, layer_index
+from synthetic_runs import THRESHOLDS, layer_index, no_full_gc
 
 from introspection_bench.records import RecordStore
 from introspection_bench.runner import TEST_OWNERS
@@ -162,7 +162,8 @@ class FakeBench:
     def verdict(self, test, cell):
         module = TEST_OWNERS[test]
         mine = [r for r in self.records if r.protocol == module.NAME]
-        return module.evaluate(self.session, mine, test, cell, self.thresholds)
+        with no_full_gc():
+            return module.evaluate(self.session, mine, test, cell, self.thresholds)
 
     def verdict_dict(self, verdict):
         data = asdict(verdict)
