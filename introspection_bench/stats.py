@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import stats as scipy_stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
@@ -441,7 +440,11 @@ def bootstrap_mean(
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (statsmodels ``multipletests(method="holm")``).
+    """Holm step-down adjusted p-values (the values of statsmodels' ``multipletests(method="holm")``).
+
+    Computed here with numpy: statsmodels' ``multipletests`` runs a full ``gc.collect()`` on
+    every call (0.04-0.12 s), which every verdict of a sweep would pay. A test checks that both
+    give the same values.
 
     Args:
         p_values: Raw p-values, each in [0, 1]; may be empty.
@@ -456,8 +459,13 @@ def holm(p_values: Sequence[float]) -> list[float]:
     checked = [_check_probability(p, f"p_values[{i}]") for i, p in enumerate(p_values)]
     if not checked:
         return []
-    adjusted = multipletests(checked, method="holm")[1]
-    return [float(p) for p in adjusted]
+    p = np.asarray(checked, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order]).clip(max=1.0)
+    adjusted = np.empty(m)
+    adjusted[order] = stepped
+    return [float(x) for x in adjusted]
 
 
 def trials_for_power(

@@ -394,3 +394,11 @@ def test_stats_module_imports_neither_torch_nor_pytest() -> None:
     }
     assert not roots & {"torch", "pytest"}
     assert {"scipy", "statsmodels"} <= roots
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=12))
+def test_holm_equals_statsmodels(p_values):
+    from statsmodels.stats.multitest import multipletests
+
+    expected = multipletests(p_values, method="holm")[1]
+    assert stats.holm(p_values) == pytest.approx(list(expected), abs=1e-12)
