@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from introspection_bench.errors import ConfigError
 from introspection_bench.protocols.base import Cell, MetricResult
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import Rate, clustered_rate, holm
@@ -57,10 +58,25 @@ def rate_of(records: Sequence[TrialRecord], criterion: str | Callable[[TrialReco
     return clustered_rate(outcomes, clusters)
 
 
-def holm_note(p_values: Sequence[float]) -> tuple[list[float], str]:
-    """Holm-adjusted p-values over a sweep's cells, and the note saying so."""
-    adjusted = holm(p_values) if p_values else []
-    return adjusted, f"holm over {len(p_values)} cells" if len(p_values) > 1 else "single cell"
+def holm_for_cell(
+    session: BenchSession, protocol: str, cell: Cell, p_of_cell: Callable[[int, float], float]
+) -> tuple[float, str]:
+    """Holm-adjusted p-value of `cell` over every cell of `protocol`'s sweep, and the note.
+
+    The best cell of a sweep is never reported raw: each cell's p-value (from `p_of_cell(layer
+    index, strength)`) is adjusted over all of them.
+
+    Raises:
+        ConfigError: When `cell` is not part of the sweep.
+    """
+    cells = sweep_cells(session, protocol)
+    if cell not in cells:
+        labels = ", ".join(c.label for c in cells)
+        raise ConfigError(f"cell {cell.label} is not in the {protocol} sweep ({labels})")
+    p_values = [p_of_cell(session.layer_index(c.layer), c.strength) for c in cells]
+    adjusted = holm(p_values)
+    note = f"holm over {len(cells)} cells" if len(cells) > 1 else "single cell"
+    return adjusted[cells.index(cell)], note
 
 
 def verdict_line(

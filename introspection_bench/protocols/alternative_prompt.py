@@ -14,7 +14,7 @@ from introspection_bench.chat import render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
-    holm_note,
+    holm_for_cell,
     rate_of,
     sample_words,
     select,
@@ -107,16 +107,12 @@ def evaluate(
     base = rate_of(select(records, "none"), "success")
     injected = rate_of(select(records, "injected", layer, cell.strength), "success")
     p = fisher_less(base.k, base.n, injected.k, injected.n)
-    # Holm over every cell of the sweep: the best cell is never reported raw.
-    p_values, index = [], 0
-    for i, other in enumerate(sweep_cells(session, NAME)):
-        other_layer = session.layer_index(other.layer)
-        other_rate = rate_of(select(records, "injected", other_layer, other.strength), "success")
-        p_values.append(fisher_less(base.k, base.n, other_rate.k, other_rate.n))
-        if other == cell:
-            index = i
-    adjusted, note = holm_note(p_values)
-    p_holm = adjusted[index] if adjusted else p
+
+    def p_of_cell(other_layer: int, strength: float) -> float:
+        other = rate_of(select(records, "injected", other_layer, strength), "success")
+        return fisher_less(base.k, base.n, other.k, other.n)
+
+    p_holm, note = holm_for_cell(session, NAME, cell, p_of_cell)
     metrics = [
         MetricResult.from_rate(
             f"{NAME}.success", "injected", layer, cell.strength, injected, p_value=p, p_holm=p_holm

@@ -17,7 +17,7 @@ from introspection_bench.concepts import random_vectors
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
-    holm_note,
+    holm_for_cell,
     rate_of,
     sample_words,
     select,
@@ -165,29 +165,25 @@ def _detection_verdict(
     control_metric: MetricResult,
     alpha: float,
 ) -> Verdict:
-    # Holm over every cell of the sweep: the best cell is never reported raw.
-    p_values, index = [], 0
-    for i, other in enumerate(sweep_cells(session, NAME)):
-        other_layer = session.layer_index(other.layer)
-        other_success = rate_of(select(records, "injected", other_layer, other.strength), "success")
-        p_values.append(fisher_less(control.k, control.n, other_success.k, other_success.n))
-        if other == cell:
-            index = i
-    adjusted, note = holm_note(p_values)
+    def p_of_cell(other_layer: int, strength: float) -> float:
+        other = rate_of(select(records, "injected", other_layer, strength), "success")
+        return fisher_less(control.k, control.n, other.k, other.n)
+
+    p_holm, note = holm_for_cell(session, NAME, cell, p_of_cell)
     layer = session.layer_index(cell.layer)
     success = rate_of(select(records, "injected", layer, cell.strength), "success")
     rand = rate_of(select(records, "random_vector", layer, cell.strength), "affirms")
     metrics = [
         MetricResult.from_rate(
-            f"{NAME}.success", "injected", layer, cell.strength, success, p_holm=adjusted[index]
+            f"{NAME}.success", "injected", layer, cell.strength, success, p_holm=p_holm
         ),
         control_metric,
         MetricResult.from_rate(
             f"{NAME}.random_affirms", "random_vector", layer, cell.strength, rand
         ),
     ]
-    passed = success.low > control.high and success.low > rand.high and adjusted[index] < alpha
-    rule = f"success lower bound > control and random-vector upper bounds, and Holm p={adjusted[index]:.3g} < {alpha:g}"
+    passed = success.low > control.high and success.low > rand.high and p_holm < alpha
+    rule = f"success lower bound > control and random-vector upper bounds, and Holm p={p_holm:.3g} < {alpha:g}"
     return Verdict(
         "injected_thought",
         cell,

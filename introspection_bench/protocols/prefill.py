@@ -19,7 +19,7 @@ from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
-    holm_note,
+    holm_for_cell,
     rate_of,
     sample_words,
     select,
@@ -28,7 +28,7 @@ from introspection_bench.protocols._common import (
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
-from introspection_bench.stats import fisher_less
+from introspection_bench.stats import Rate, fisher_less
 
 if TYPE_CHECKING:
     from introspection_bench.session import BenchSession
@@ -123,21 +123,21 @@ def evaluate(
     """Pass when the matching injection reduces the apology rate significantly (Holm over cells)."""
     alpha = float(thresholds["alpha"])
     none = rate_of(select(records, "none"), apologised)
-    p_values, index, rates = [], 0, {}
-    for i, other in enumerate(sweep_cells(session, NAME)):
-        layer = session.layer_index(other.layer)
+
+    def rates_at(layer: int, strength: float) -> tuple[dict[str, Rate], Rate]:
         rates = {
-            c: rate_of(select(records, c, layer, other.strength), apologised)
-            for c in INJECTED_CONDITIONS
+            c: rate_of(select(records, c, layer, strength), apologised) for c in INJECTED_CONDITIONS
         }
         reference = min((none, rates["random_word"]), key=lambda r: r.estimate if r.n else 1.0)
-        p_values.append(
-            fisher_less(rates["matching"].k, rates["matching"].n, reference.k, reference.n)
-        )
-        if other == cell:
-            index, cell_rates, cell_reference = i, rates, reference
-    adjusted, note = holm_note(p_values)
+        return rates, reference
+
+    def p_of_cell(layer: int, strength: float) -> float:
+        rates, reference = rates_at(layer, strength)
+        return fisher_less(rates["matching"].k, rates["matching"].n, reference.k, reference.n)
+
+    p_holm, note = holm_for_cell(session, NAME, cell, p_of_cell)
     layer = session.layer_index(cell.layer)
+    cell_rates, cell_reference = rates_at(layer, cell.strength)
     reduction = cell_reference.estimate - cell_rates["matching"].estimate
     metrics = [
         MetricResult.from_rate(
@@ -146,7 +146,7 @@ def evaluate(
             layer,
             cell.strength,
             cell_rates["matching"],
-            p_holm=adjusted[index],
+            p_holm=p_holm,
             reduction=reduction,
         ),
         MetricResult.from_rate(f"{NAME}.apology", "none", None, None, none),
@@ -157,8 +157,11 @@ def evaluate(
             f"{NAME}.apology", "last_turn", layer, cell.strength, cell_rates["last_turn"]
         ),
     ]
-    passed = adjusted[index] < alpha
-    rule = f"matching lowers apologies below min(none, random_word) by {reduction:+.1%}: Holm Fisher p={adjusted[index]:.3g} < {alpha:g}"
+    passed = p_holm < alpha
+    rule = (
+        f"matching lowers apologies below min(none, random_word) by {reduction:+.1%}: "
+        f"Holm Fisher p={p_holm:.3g} < {alpha:g}"
+    )
     return Verdict(
         test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule, note
     )

@@ -16,7 +16,7 @@ from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
-    holm_note,
+    holm_for_cell,
     sample_words,
     select,
     sweep_cells,
@@ -124,16 +124,13 @@ def evaluate(
         [r.concept for r in think],
     )
     p = _naming_p(named.k, named.n, chance)
-    # Holm over every cell of the sweep: the best cell is never reported raw.
-    p_values, index = [], 0
-    for i, other in enumerate(sweep_cells(session, NAME)):
-        other_think = select(records, "think", session.layer_index(other.layer), other.strength)
+
+    def p_of_cell(other_layer: int, strength: float) -> float:
+        other_think = select(records, "think", other_layer, strength)
         hits = sum(r.grades.get("choice") == r.concept for r in other_think)
-        p_values.append(_naming_p(hits, len(other_think), chance))
-        if other == cell:
-            index = i
-    adjusted, note = holm_note(p_values)
-    p_holm = adjusted[index] if adjusted else p
+        return _naming_p(hits, len(other_think), chance)
+
+    p_holm, note = holm_for_cell(session, NAME, cell, p_of_cell)
     metrics = [
         MetricResult.from_rate(
             f"{NAME}.naming",
