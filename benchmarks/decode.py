@@ -87,7 +87,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def plain_generate(lm, requests, batch: int, hook: bool = False) -> int:
+def plain_generate(lm, requests, batch: int, hook: bool = False, fixed: bool = False) -> int:
     """model.generate over the requests in batches; returns generated tokens."""
     produced = 0
     layer = round(0.67 * lm.n_layers)
@@ -112,6 +112,7 @@ def plain_generate(lm, requests, batch: int, hook: bool = False) -> int:
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=chunk[0].max_new_tokens,
+                min_new_tokens=chunk[0].max_new_tokens if fixed else None,
                 do_sample=sample,
                 temperature=chunk[0].temperature if sample else None,
                 top_k=None,
@@ -159,7 +160,7 @@ def main() -> None:
     ours = timed(
         lambda: Decoder(lm, 32, share_prefix=False, refill=False, stop_at_eos=False).generate(fixed)
     )
-    theirs = timed(lambda: plain_generate(lm, fixed, 32))
+    theirs = timed(lambda: plain_generate(lm, fixed, 32, fixed=True))
     tokens = 32 * args.fixed_tokens
     results["plain_generate_tokens_per_s"] = tokens / theirs
     results["ours_injected_tokens_per_s"] = tokens / ours

@@ -1,8 +1,8 @@
 """Batched decoding with a KV cache, per-row injections, per-row seeds and row refill.
 
 A trial's tokens depend only on its own prompt, injection and seed, never on which trials share
-its batch: every row samples with noise that is a hash of (its seed, its step, the token id),
-computed for the whole batch in a few tensor ops (no per-row RNG calls), positions are per row, and the
+its batch: every row samples by inverse CDF with a uniform that is a hash of (its seed, its
+step), computed for the whole batch in a few tensor ops (no per-row RNG calls), positions are per row, and the
 attention mask hides padding. Two wastes of plain batched `generate` are avoided:
 - the token prefix that all rows of a group share (everything before the injection window of
   Exp 1) is encoded once at batch 1 and its KV cache is copied to every row;
@@ -320,20 +320,18 @@ class Decoder:
             self._advance(batch, tokens)
 
     def _sample(self, requests: Sequence[GenerationRequest], batch: _Batch) -> torch.Tensor:
-        temperatures = torch.tensor(
-            [requests[i].temperature for i in batch.requests], device=batch.logits.device
-        )
+        device = batch.logits.device
+        temperatures = torch.tensor([requests[i].temperature for i in batch.requests], device=device)
         greedy = batch.logits.argmax(-1)
         if not bool((temperatures > 0).any()):
             return greedy
-        # Gumbel-max: argmax(logits / T + Gumbel noise) samples softmax(logits / T).
-        steps = torch.tensor(
-            [len(t) for t in batch.tokens], dtype=torch.long, device=batch.logits.device
-        )
-        uniforms = row_uniforms(batch.seeds, steps, batch.logits.shape[-1])
-        gumbel = -torch.log(-torch.log(uniforms))
-        scaled = batch.logits / temperatures.clamp(min=1e-6)[:, None]
-        sampled = (scaled + gumbel).argmax(-1)
+        # Inverse-CDF sampling with one counter-based uniform per row: the row's draw depends only
+        # on its seed and step, and costs one hash per row instead of one per vocabulary entry.
+        steps = torch.tensor([len(t) for t in batch.tokens], dtype=torch.long, device=device)
+        probs = torch.softmax(batch.logits / temperatures.clamp(min=1e-6)[:, None], dim=-1)
+        cdf = probs.cumsum(-1)
+        draws = row_uniforms(batch.seeds, steps, 1)[:, 0] * cdf[:, -1]
+        sampled = torch.searchsorted(cdf, draws[:, None]).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
         return torch.where(temperatures > 0, sampled, greedy)
 
     def _advance(self, batch: _Batch, tokens: torch.Tensor) -> None:
