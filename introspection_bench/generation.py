@@ -12,6 +12,7 @@ attention mask hides padding. Two wastes of plain batched `generate` are avoided
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from collections import deque
@@ -131,7 +132,7 @@ class Decoder:
         eos.update(configured if isinstance(configured, list) else [configured])
         # Benchmarks decode a fixed length: no stop tokens then.
         stops = sorted(i for i in eos if i is not None) if stop_at_eos else []
-        self.stop_ids = torch.tensor(stops, dtype=torch.long, device=lm.device)
+        self.stop_ids = frozenset(stops)
         self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def generate(
@@ -298,7 +299,7 @@ class Decoder:
         finished = []
         for row, token in enumerate(tokens.tolist()):
             request = requests[batch.requests[row]]
-            stopped = bool((self.stop_ids == token).any())
+            stopped = token in self.stop_ids
             if not stopped:
                 batch.tokens[row].append(token)
             if stopped or len(batch.tokens[row]) >= request.max_new_tokens:
@@ -373,8 +374,13 @@ def row_uniforms(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.
 
 def _cache_kwarg(lm: LoadedModel, cache: Any) -> dict[str, Any]:
     # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns, then goes in 5.40).
-    forward = inspect.signature(lm.model.forward).parameters
-    return {"cache": cache} if "cache" in forward else {"past_key_values": cache}
+    return {_cache_keyword(type(lm.model)): cache}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_class: type) -> str:
+    # Looked up once per model class: inspect.signature on every decode step is measurable.
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def _select(batch: _Batch, keep: list[int]) -> None:
