@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -377,14 +377,25 @@ def regrade_run(
         "judge": (summary.get("identity") or {}).get("judge"),
     }
     summary_path = save_summary(new_summary, run, f"summary.{slug}.json")
+    agreement = tuple(judge_agreement(records, new_records))
+    previous = tuple(sorted({r.judge for r, _ in todo if r.judge}))
+    # Kept beside the run so its report can state how far the two judges agree.
+    _write_lines(
+        run / f"agreement.{slug}.json",
+        [
+            json.dumps(
+                {"judges": [*previous, label], "criteria": [asdict(a) for a in agreement]}, indent=2
+            )
+        ],
+    )
     return RegradeResult(
         trials_path=trials_path,
         summary_path=summary_path,
         judge=label,
-        previous_judges=tuple(sorted({r.judge for r, _ in todo if r.judge})),
+        previous_judges=previous,
         n_graded=len(todo),
         n_errors=n_errors,
-        agreement=tuple(judge_agreement(records, new_records)),
+        agreement=agreement,
         verdict_changes=tuple(_verdict_changes(summary["verdicts"], new_summary["verdicts"])),
         notes=notes,
     )

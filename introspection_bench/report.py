@@ -96,9 +96,31 @@ def write_reports(report_dir: Path, *, judge_accuracy: bool = True) -> tuple[Pat
         for plot in section.plots:
             (plots_dir / f"{plot.name}.png").write_bytes(plot.png)
     html_path, md_path = report_dir / REPORT_HTML, report_dir / REPORT_MD
-    _write_atomic(html_path, render_html(summary, sections, examples, accuracy))
-    _write_atomic(md_path, render_markdown(summary, sections, examples, accuracy))
+    agreements = judge_agreements(report_dir)
+    _write_atomic(html_path, render_html(summary, sections, examples, accuracy, agreements))
+    _write_atomic(md_path, render_markdown(summary, sections, examples, accuracy, agreements))
     return html_path, md_path
+
+
+def judge_agreements(report_dir: Path) -> list[dict[str, Any]]:
+    """Agreements written by `introspection-bench regrade` (`agreement.<judge>.json`), if any."""
+    found = []
+    for path in sorted(Path(report_dir).glob("agreement.*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        found.append(data)
+    return found
+
+
+def _agreement_rows(agreement: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for c in agreement["criteria"]:
+        share = "n/a" if c["agreement"] is None else f"{100 * c['agreement']:.1f}%"
+        if c["kappa"] is None:
+            kappa = "undefined"
+        else:
+            kappa = f"{c['kappa']:.2f} [{c['kappa_low']:.2f}, {c['kappa_high']:.2f}]"
+        rows.append((c["criterion"], str(c["n"]), share, kappa))
+    return rows
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -375,6 +397,7 @@ def render_html(
     sections: Sequence[Section],
     examples: Sequence[Example],
     accuracy: Mapping[str, Any] | None,
+    agreements: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Render the self-contained HTML report (inline CSS, plots as data: URIs)."""
     e = html.escape
@@ -430,6 +453,17 @@ def render_html(
                 f"<pre class='completion'>{e(r.completion)}</pre>"
             )
     out.append("</section>" + _judge_html(summary, accuracy))
+    for agreement in agreements:
+        judges = " vs ".join(html.escape(j) for j in agreement["judges"])
+        rows = "".join(
+            f"<tr><td>{html.escape(a)}</td><td>{b}</td><td>{c}</td><td>{d}</td></tr>"
+            for a, b, c, d in _agreement_rows(agreement)
+        )
+        out.append(
+            f"<section class='agreement'><h2>Agreement between judges: {judges}</h2>"
+            "<table class='judge'><tr><th>criterion</th><th>n</th><th>agreement</th>"
+            f"<th>Cohen's kappa [95%]</th></tr>{rows}</table></section>"
+        )
     out.append(f"<script>{_IMAGE_CHECK}</script></body></html>")
     return "\n".join(out)
 
@@ -460,6 +494,7 @@ def render_markdown(
     sections: Sequence[Section],
     examples: Sequence[Example],
     accuracy: Mapping[str, Any] | None,
+    agreements: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Render the Markdown report; plots are linked from `plots/` beside it."""
     out = [f"# introspection-bench: {summary['identity']['model']}", "", "| | |", "|---|---|"]
@@ -506,6 +541,10 @@ def render_markdown(
         out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _accuracy_rows(accuracy)]
     else:
         out.append("Its accuracy on the labelled cases was not measured for this report.")
+    for agreement in agreements:
+        out += ["", f"## Agreement between judges: {' vs '.join(agreement['judges'])}", ""]
+        out += ["| criterion | n | agreement | Cohen's kappa [95%] |", "|---|---|---|---|"]
+        out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _agreement_rows(agreement)]
     return "\n".join(out) + "\n"
 
 

@@ -502,3 +502,17 @@ def test_cli_regrade_prints_agreement_and_paths(tmp_path: Path) -> None:
 
 def _read(path: Path) -> list[TrialRecord]:
     return [TrialRecord.from_dict(json.loads(line)) for line in path.read_text().splitlines()]
+
+
+def test_report_states_agreement_between_judges_after_regrade(run: Path, rule: RuleJudge) -> None:
+    from introspection_bench.report import write_reports
+
+    result = regrade_run(run, rule, THRESHOLDS)
+    saved = json.loads((run / f"agreement.{judge_slug(result.judge)}.json").read_text())
+    assert saved["judges"][-1] == result.judge
+    assert {c["criterion"] for c in saved["criteria"]} == {a.criterion for a in result.agreement}
+    _, md = write_reports(run, judge_accuracy=False)
+    text = md.read_text()
+    assert f"## Agreement between judges: {' vs '.join(saved['judges'])}" in text
+    first = result.agreement[0]
+    assert f"| {first.criterion} | {first.n} |" in text
