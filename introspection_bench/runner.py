@@ -92,6 +92,8 @@ class SuiteRunner:
         judge_options = {"base_url": judge_url} if judge_url else {}
         judge = build_judge(config.judge, **judge_options)
         lm = load_model(config.model, device=config.device, dtype=config.dtype)
+        for layer in config.layers:
+            lm.resolve_layer(layer)  # a bad --layers value fails here, once, with a clear message
         return cls(BenchSession(config, lm, stimuli, judge, store), thresholds)
 
     def records(self, module: ModuleType) -> list[TrialRecord]:
