@@ -101,6 +101,19 @@ def read_records(path: Path) -> Iterator[TrialRecord]:
         yield TrialRecord.from_dict(data)
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a half-written last line (an interrupted append) so the next record starts clean."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        data = handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
+
+
 class RecordStore:
     """The records of one run directory (all shards), appended as trials finish."""
 
@@ -164,6 +177,7 @@ class RecordStore:
     def append(self, records: Iterable[TrialRecord]) -> None:
         """Write records durably (flush + fsync) and remember them."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_torn_tail(self.path)
         with self.path.open("a", encoding="utf-8") as handle:
             for record in records:
                 handle.write(record.to_json() + "\n")

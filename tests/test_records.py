@@ -68,3 +68,13 @@ def test_worker_shards_merge_into_one_file(tmp_path):
 def test_malformed_record_names_the_problem():
     with pytest.raises(RecordsError, match="malformed trial record"):
         TrialRecord.from_dict({"trial_id": "x"})
+
+
+def test_append_after_a_torn_line_starts_a_clean_line(tmp_path):
+    store = RecordStore(tmp_path)
+    store.append([record("a")])
+    path = tmp_path / "trials.jsonl"
+    path.write_text(path.read_text() + record("b").to_json()[:40])  # killed mid-write
+    RecordStore(tmp_path).append([record("c")])
+    assert [r.trial_id for r in read_records(path)] == ["a", "c"]
+    assert path.read_text().endswith("\n")
