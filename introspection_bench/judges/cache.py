@@ -16,10 +16,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from introspection_bench.judges.base import Grade
+from introspection_bench.judges.base import Grade, GradeRequest
 
 #: Where verdicts go when no folder is given: `verdicts/` under the project's cache root,
 #: `$INTROSPECTION_BENCH_CACHE`, else `$XDG_CACHE_HOME/introspection_bench` (`~/.cache/...`).
@@ -100,3 +101,18 @@ class VerdictCache:
     def __len__(self) -> int:
         """Count the entries."""
         return sum(1 for _ in self.directory.glob("??/*.json"))
+
+
+def split_cached(
+    cache: VerdictCache | None, requests: Sequence[GradeRequest], key: Callable[[GradeRequest], str]
+) -> tuple[list[Grade | None], list[int]]:
+    """Cached grades in request order (None where missing) and the indices still to grade."""
+    grades: list[Grade | None] = [None] * len(requests)
+    todo: list[int] = []
+    for index, request in enumerate(requests):
+        cached = cache.get(key(request)) if cache else None
+        if cached is not None:
+            grades[index] = cached
+        else:
+            todo.append(index)
+    return grades, todo

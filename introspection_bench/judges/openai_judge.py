@@ -28,7 +28,12 @@ import openai
 
 from introspection_bench.errors import JudgeError
 from introspection_bench.judges.base import Grade, GradeRequest, register_judge
-from introspection_bench.judges.cache import VerdictCache, content_key, default_cache_dir
+from introspection_bench.judges.cache import (
+    VerdictCache,
+    content_key,
+    default_cache_dir,
+    split_cached,
+)
 from introspection_bench.judges.prompts import (
     PROMPT_VERSION,
     VerdictParseError,
@@ -144,14 +149,7 @@ class OpenAIJudge:
 
     def grade_many(self, requests: Sequence[GradeRequest]) -> list[Grade]:
         """Grade every request in order; cached verdicts are reused, failures carry `error`."""
-        grades: list[Grade | None] = [None] * len(requests)
-        todo: list[int] = []
-        for index, request in enumerate(requests):
-            cached = self.cache.get(self.cache_key(request)) if self.cache else None
-            if cached is not None:
-                grades[index] = cached
-            else:
-                todo.append(index)
+        grades, todo = split_cached(self.cache, requests, self.cache_key)
         breaker = _Breaker(_BREAKER_AFTER)
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(len(todo), 1))) as pool:
             for index, grade in zip(
