@@ -75,11 +75,37 @@ class TrialRecord:
             RecordsError: When required fields are missing.
 
         """
+        if not isinstance(data, Mapping):
+            raise RecordsError(f"a trial record must be a JSON object, not {type(data).__name__}")
         names = {f.name for f in fields(cls)}
         try:
-            return cls(**{k: v for k, v in data.items() if k in names})
+            record = cls(**{k: v for k, v in data.items() if k in names})
         except TypeError as error:
             raise RecordsError(f"malformed trial record {str(data)[:120]}...: {error}") from error
+        wrong = [
+            f"{name} is {type(getattr(record, name)).__name__}, not {kind.__name__}"
+            for name, kind in _FIELD_TYPES
+            if not isinstance(getattr(record, name), kind)
+        ]
+        if wrong:
+            raise RecordsError(
+                f"malformed trial record {record.trial_id!r}: {'; '.join(wrong)}"
+            )
+        return record
+
+
+#: Fields whose type the code reading records relies on (checked on read).
+_FIELD_TYPES: tuple[tuple[str, type], ...] = (
+    ("trial_id", str),
+    ("protocol", str),
+    ("condition", str),
+    ("prompt", str),
+    ("completion", str),
+    ("judge", str),
+    ("grades", Mapping),
+    ("evidence", Mapping),
+    ("extra", Mapping),
+)
 
 
 def read_records(path: Path) -> Iterator[TrialRecord]:
@@ -98,7 +124,16 @@ def read_records(path: Path) -> Iterator[TrialRecord]:
             raise RecordsError(
                 f"{path}:{number} is not valid JSON ({error}); remove the line to resume"
             ) from error
-        yield TrialRecord.from_dict(data)
+        if not isinstance(data, dict):
+            raise RecordsError(
+                f"{path}:{number} holds a JSON {type(data).__name__}, not a trial record object; "
+                "remove the line (each line must be one record written by the suite)"
+            )
+        try:
+            record = TrialRecord.from_dict(data)
+        except RecordsError as error:
+            raise RecordsError(f"{path}:{number}: {error}") from error
+        yield record
 
 
 def _drop_torn_tail(path: Path) -> None:

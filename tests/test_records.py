@@ -78,3 +78,19 @@ def test_append_after_a_torn_line_starts_a_clean_line(tmp_path):
     RecordStore(tmp_path).append([record("c")])
     assert [r.trial_id for r in read_records(path)] == ["a", "c"]
     assert path.read_text().endswith("\n")
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", '"a string"', "42", "null"])
+def test_a_json_line_that_is_not_an_object_is_a_one_line_error(tmp_path, line):
+    path = tmp_path / "trials.jsonl"
+    path.write_text(record("a").to_json() + "\n" + line + "\n" + record("b").to_json() + "\n")
+    with pytest.raises(RecordsError, match=r"trials.jsonl:2 holds a JSON \w+, not a trial record"):
+        RecordStore(tmp_path)
+
+
+def test_a_record_with_a_mistyped_field_names_it(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    data = json.loads(record("a").to_json()) | {"grades": [True]}
+    path.write_text(json.dumps(data) + "\n")
+    with pytest.raises(RecordsError, match=r"trials.jsonl:1: .*grades is list, not Mapping"):
+        list(read_records(path))
