@@ -12,6 +12,7 @@ import base64
 import hashlib
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -497,7 +498,7 @@ def render_markdown(
     agreements: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Render the Markdown report; plots are linked from `plots/` beside it."""
-    out = [f"# introspection-bench: {summary['identity']['model']}", "", "| | |", "|---|---|"]
+    out = [f"# introspection-bench: {_md(summary['identity']['model'])}", "", "| | |", "|---|---|"]
     out += [f"| {k} | {_md(v)} |" for k, v in _run_facts(summary)]
     for section in sections:
         out += [
@@ -510,7 +511,7 @@ def render_markdown(
         for test, cell, metric_lines, rule, multiplicity, passed in section.rows:
             metrics = "<br>".join(_md(line) for line in metric_lines)
             out.append(
-                f"| {test} | {cell} | {metrics} | {_md(rule)} | {multiplicity} | "
+                f"| {_md(test)} | {_md(cell)} | {metrics} | {_md(rule)} | {_md(multiplicity)} | "
                 f"{'PASS' if passed else 'FAIL'} |"
             )
         out += [f"\n![{plot.caption}]({PLOTS_DIR}/{plot.name}.png)" for plot in section.plots]
@@ -524,13 +525,13 @@ def render_markdown(
             r = example.record
             out += [
                 "",
-                f"`{r.trial_id}`: {_example_facts(r)}",
+                f"{_code(r.trial_id)}: {_md(_example_facts(r))}",
                 "",
                 "```text",
                 r.completion.replace("```", "'''"),
                 "```",
             ]
-    out += ["", "## Judge", "", f"Graded by `{summary['identity']['judge']}`."]
+    out += ["", "## Judge", "", f"Graded by {_code(summary['identity']['judge'])}."]
     if accuracy is not None:
         out += [
             f"Agreement with {accuracy['n_cases']} hand-labelled cases (fixtures/grading):",
@@ -542,11 +543,30 @@ def render_markdown(
     else:
         out.append("Its accuracy on the labelled cases was not measured for this report.")
     for agreement in agreements:
-        out += ["", f"## Agreement between judges: {' vs '.join(agreement['judges'])}", ""]
+        judges = " vs ".join(_md(j) for j in agreement["judges"])
+        out += ["", f"## Agreement between judges: {judges}", ""]
         out += ["| criterion | n | agreement | Cohen's kappa [95%] |", "|---|---|---|---|"]
-        out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _agreement_rows(agreement)]
+        out += [
+            f"| {_md(a)} | {_md(b)} | {_md(c)} | {_md(d)} |"
+            for a, b, c, d in _agreement_rows(agreement)
+        ]
     return "\n".join(out) + "\n"
 
 
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _md(text: object) -> str:
+    """Text for a Markdown line or table cell, with HTML and the cell separator escaped.
+
+    Model specs, configs and git strings come from the run and may hold HTML (`<img onerror>`)
+    that a Markdown renderer would pass through.
+    """
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: object) -> str:
+    """An inline code span that no backtick in `text` can close early."""
+    body = str(text).replace("\n", " ").replace("|", "\\|")
+    longest = max((len(run) for run in re.findall("`+", body)), default=0)
+    if not longest:
+        return f"`{body}`"
+    fence = "`" * (longest + 1)
+    return f"{fence} {body} {fence}"

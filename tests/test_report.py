@@ -148,3 +148,26 @@ def test_report_refuses_an_invalid_summary(tmp_path: Path) -> None:
     edit_summary(run, lambda s: s["identity"].pop("stimuli_hash"))
     with pytest.raises(RecordsError, match="stimuli_hash"):
         write_reports(run, judge_accuracy=False)
+
+
+def test_markdown_escapes_model_config_and_git_strings(tmp_path: Path) -> None:
+    run = tmp_path / "hostile"
+    shutil.copytree(
+        cached_run(model="one-layer", layers=(0.5,), strengths=(1.0, 2.0), trials=4), run
+    )
+    payload = "<img src=x onerror=alert(1)>"
+
+    def poison(summary: dict) -> None:
+        summary["identity"]["model"] = f"local:/m/{payload}"
+        summary["config"]["model"] = f"local:/m/{payload}"
+        summary["identity"]["judge"] = f"rule@1`{payload}"
+        summary["git"] = f"abc{payload}|x"
+
+    edit_summary(run, poison)
+    write_reports(run, judge_accuracy=False)
+    text = (run / "report.md").read_text()
+    assert f"# introspection-bench: local:/m/&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "abc&lt;img src=x onerror=alert(1)&gt;\\|x" in text
+    markdown_it = pytest.importorskip("markdown_it")
+    rendered = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
+    assert "<img src=x" not in rendered and "onerror=alert(1)&gt;" in rendered
