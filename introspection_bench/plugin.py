@@ -140,10 +140,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from error
     config.stash[RUN_CONFIG] = run
     if options.ib_baseline:
+        from introspection_bench.regression import check_baseline_complete
         from introspection_bench.summary import load_summary
 
         try:
             config.stash[BASELINE] = load_summary(Path(options.ib_baseline))
+            check_baseline_complete(config.stash[BASELINE])
         except IntrospectionBenchError as error:
             raise pytest.UsageError(f"--baseline: {error}") from error
     config.stash[VERDICTS] = []

@@ -145,6 +145,21 @@ def _signed(value: float) -> str:
     return "n/a" if value != value else f"{value:+.4f}"
 
 
+def check_baseline_complete(baseline: Mapping[str, Any]) -> None:
+    """Refuse a baseline whose summary says the run is partial.
+
+    Raises:
+        ConfigError: Naming why it is incomplete and the fix.
+
+    """
+    if baseline.get("complete") is False:
+        reasons = "; ".join(baseline.get("incomplete") or ["no reason recorded"])
+        raise ConfigError(
+            f"refusing an incomplete baseline ({reasons}); finish that run (rerun the same "
+            "command into its --report-dir, it resumes) or use a complete run's summary.json"
+        )
+
+
 def check_comparable(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Refuse runs that measure different things; return warnings for lesser differences.
 
@@ -156,9 +171,11 @@ def check_comparable(baseline: Mapping[str, Any], current: Mapping[str, Any]) ->
         Notes on differences that do not prevent the comparison (judge, thresholds).
 
     Raises:
-        ConfigError: When the stimuli hashes differ or a shared protocol has another version.
+        ConfigError: When the baseline is an incomplete run, the stimuli hashes differ or a
+            shared protocol has another version.
 
     """
+    check_baseline_complete(baseline)
     before, after = baseline["identity"], current["identity"]
     if before["stimuli_hash"] != after["stimuli_hash"]:
         raise ConfigError(
@@ -175,6 +192,8 @@ def check_comparable(baseline: Mapping[str, Any], current: Mapping[str, Any]) ->
             "regenerate the baseline with this version of introspection-bench"
         )
     notes = []
+    if baseline.get("complete") is None:
+        notes.append("the baseline does not record whether it is complete (schema before 1.2)")
     if before.get("judge") != after.get("judge"):
         notes.append(
             f"graded by different judges: baseline {before.get('judge')}, "

@@ -325,6 +325,7 @@ def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     passed = sum(1 for v in summary["verdicts"] if v["passed"])
     return [
         ("model", f"{identity['model']} (fingerprint {identity['model_fingerprint'][:16]})"),
+        ("completeness", _completeness(summary)),
         ("verdicts", f"{passed}/{len(summary['verdicts'])} passed"),
         ("trials", f"{summary['n_trials']} ({summary['n_errors']} with errors)"),
         ("judge", str(identity["judge"])),
@@ -340,6 +341,16 @@ def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             f"{summary.get('elapsed_s', '?')} s)",
         ),
     ]
+
+
+def _completeness(summary: Mapping[str, Any]) -> str:
+    """`complete`, or `INCOMPLETE: <reasons>` (a partial run's verdicts are not the model's)."""
+    if summary.get("complete") is True:
+        return "complete: every test has a verdict, every trial is graded"
+    reasons = "; ".join(summary.get("incomplete") or ["no reason recorded"])
+    if summary.get("complete") is None:
+        return f"unknown ({reasons})"
+    return f"INCOMPLETE: {reasons}"
 
 
 def _accuracy_rows(accuracy: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:

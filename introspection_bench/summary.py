@@ -19,7 +19,7 @@ from typing import Any
 from introspection_bench.errors import RecordsError
 from introspection_bench.records import TrialRecord
 
-SUMMARY_SCHEMA_VERSION = "1.1"
+SUMMARY_SCHEMA_VERSION = "1.2"
 SUMMARY_FILE = "summary.json"
 SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "summary.schema.json"
 _PACKAGES = ("introspection-bench", "torch", "transformers", "scipy", "statsmodels", "openai")
@@ -60,12 +60,19 @@ def build_summary(
     *,
     elapsed_s: float,
 ) -> dict[str, Any]:
-    """The summary object: stable field order, one entry per verdict with its metrics."""
+    """The summary object: stable field order, one entry per verdict with its metrics.
+
+    `complete` is True only when every test of the configuration has a verdict and every
+    trial is graded without error; `incomplete` lists why not (`incompleteness`).
+    """
     identity = dict(verdicts[0]["identity"]) if verdicts else {}
     ordered = sorted(verdicts, key=lambda v: (v["test"], v["cell"]["label"]))
+    reasons = incompleteness(config, records, ordered)
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "complete": not reasons,
+        "incomplete": reasons,
         "config": config.key() | {"device": config.device, "batch_size": config.batch_size},
         "identity": identity,
         "versions": package_versions(),
@@ -77,6 +84,77 @@ def build_summary(
         "metrics": flat_metrics(ordered),
         "verdicts": [{k: v for k, v in verdict.items() if k != "identity"} for verdict in ordered],
     }
+
+
+def expected_tests(config: Any) -> list[tuple[str, Any]]:
+    """Every (test, cell) a full run of `config` decides: what `pytest suites/` parametrizes.
+
+    Returns:
+        (test name, `protocols.base.Cell`) pairs, protocol by protocol.
+
+    """
+    from introspection_bench.protocols import intentional_control
+    from introspection_bench.protocols._common import strengths_for
+    from introspection_bench.protocols.base import Cell
+    from introspection_bench.runner import PROTOCOL_MODULES
+
+    tests: list[tuple[str, Any]] = []
+    for module in PROTOCOL_MODULES:
+        for test in module.TESTS:
+            if test == "control":
+                tests.append((test, Cell(None, None)))
+            elif module is intentional_control:
+                tests += [(test, Cell(layer, None)) for layer in config.layers]
+            else:
+                strengths = strengths_for(config, module.NAME)
+                tests += [(test, Cell(lr, s)) for lr in config.layers for s in strengths]
+    return tests
+
+
+def incompleteness(
+    config: Any, records: Sequence[TrialRecord], verdicts: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Why a run is partial (empty when complete).
+
+    A run is partial when a test of its configuration has no verdict (an interrupted session,
+    a `-k` selection, a protocol that raised), a trial was generated but not graded, or a
+    trial carries an error (generation or grading failed).
+
+    Args:
+        config: The run's `RunConfig`.
+        records: Every record of the run.
+        verdicts: The verdicts, as plain data (`runner.verdict_data`).
+
+    Returns:
+        One sentence per kind of gap, with counts and an example.
+
+    """
+    from introspection_bench.grading import request_for
+
+    reasons = []
+    decided = {(v["test"], v["cell"]["label"]) for v in verdicts}
+    missing = [
+        f"{test}[{cell.label}]"
+        for test, cell in expected_tests(config)
+        if (test, cell.label) not in decided
+    ]
+    if missing:
+        reasons.append(
+            f"{len(missing)} test(s) without a verdict: {', '.join(missing[:4])}"
+            + (", ..." if len(missing) > 4 else "")
+        )
+    ungraded = [r for r in records if not r.error and not r.grades and request_for(r)]
+    if ungraded:
+        reasons.append(
+            f"{len(ungraded)} trial(s) generated but not graded (e.g. {ungraded[0].trial_id})"
+        )
+    failed = [r for r in records if r.error]
+    if failed:
+        reasons.append(
+            f"{len(failed)} trial(s) with errors (e.g. {failed[0].trial_id}: "
+            f"{str(failed[0].error)[:160]})"
+        )
+    return reasons
 
 
 def metric_key(name: str, condition: str, layer: int | None, strength: float | None) -> str:
@@ -205,14 +283,15 @@ def load_summary(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RecordsError(f"{path} holds {type(data).__name__}, not a summary object")
     validate_summary(data, str(path))
+    if "complete" not in data:  # schema 1.0 / 1.1: completeness was not recorded
+        data["complete"] = None
+        data["incomplete"] = [f"schema {data['schema_version']} summary: completeness not recorded"]
     data.setdefault("protocols", protocol_versions(data["verdicts"]))
     data.setdefault("metrics", flat_metrics(data["verdicts"]))
     return data
 
 
-def save_summary(
-    summary: Mapping[str, Any], report_dir: Path, name: str = SUMMARY_FILE
-) -> Path:
+def save_summary(summary: Mapping[str, Any], report_dir: Path, name: str = SUMMARY_FILE) -> Path:
     """Validate, then write `summary.json` atomically; returns its path.
 
     `name` writes another file of the run dir instead (e.g. `summary.<judge>.json`, a re-graded

@@ -247,3 +247,31 @@ def test_suite_module_skips_cells_outside_this_sweep(pytester: pytest.Pytester) 
     at_s2 = [m for m in load_summary(baseline)["metrics"] if m["strength"] == 2.0]
     outcomes = result.parseoutcomes()
     assert outcomes.get("skipped") == len(at_s2) and "failed" not in outcomes
+
+
+def test_incomplete_baseline_is_refused(good: dict[str, Any]) -> None:
+    partial = copy.deepcopy(good) | {
+        "complete": False,
+        "incomplete": ["53 trial(s) generated but not graded"],
+    }
+    with pytest.raises(
+        ConfigError, match=r"refusing an incomplete baseline \(53 trial\(s\) generated"
+    ):
+        compare_summaries(partial, good)
+    compare_summaries(good, partial)  # an incomplete *current* run is compared (missing rows)
+
+
+def test_incomplete_baseline_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    baseline = tmp_path / "baseline"
+    shutil.copytree(cached_run(model="good", skill=0.9, false_positive=0.05), baseline)
+    edit_summary(
+        baseline, lambda s: s.update(complete=False, incomplete=["2 test(s) without a verdict"])
+    )
+    pytester.makepyfile(test_suite_regression=SUITE_MODULE.read_text())
+    result = pytester.runpytest(
+        "--baseline", str(baseline / "summary.json"), "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--baseline: refusing an incomplete baseline (2 test(s) without a verdict)*"]
+    )

@@ -166,8 +166,23 @@ def test_markdown_escapes_model_config_and_git_strings(tmp_path: Path) -> None:
     edit_summary(run, poison)
     write_reports(run, judge_accuracy=False)
     text = (run / "report.md").read_text()
-    assert f"# introspection-bench: local:/m/&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "# introspection-bench: local:/m/&lt;img src=x onerror=alert(1)&gt;" in text
     assert "abc&lt;img src=x onerror=alert(1)&gt;\\|x" in text
     markdown_it = pytest.importorskip("markdown_it")
     rendered = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
     assert "<img src=x" not in rendered and "onerror=alert(1)&gt;" in rendered
+
+
+def test_report_says_whether_the_run_is_complete(run_dir: Path, tmp_path: Path) -> None:
+    assert (
+        "| completeness | complete: every test has a verdict" in (run_dir / "report.md").read_text()
+    )
+    run = tmp_path / "partial"
+    shutil.copytree(
+        cached_run(model="one-layer", layers=(0.5,), strengths=(1.0, 2.0), trials=4), run
+    )
+    reason = "2 test(s) without a verdict: prefill[layer=0.5,strength=1], ..."
+    edit_summary(run, lambda s: s.update(complete=False, incomplete=[reason]))
+    write_reports(run, judge_accuracy=False)
+    assert f"| completeness | INCOMPLETE: {reason} |" in (run / "report.md").read_text()
+    assert f"INCOMPLETE: {reason}" in (run / "report.html").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from synthetic_runs import cached_run
@@ -27,7 +28,8 @@ def test_schema_ships_in_the_package() -> None:
 
 def test_written_summary_has_identity_versions_and_flat_metrics(run: Path) -> None:
     summary = load_summary(run)
-    assert summary["schema_version"] == "1.1"
+    assert summary["schema_version"] == "1.2"
+    assert summary["complete"] is True and summary["incomplete"] == []
     identity = summary["identity"]
     assert {"model_fingerprint", "chat_template_hash", "stimuli_hash", "judge"} <= set(identity)
     assert (
@@ -85,3 +87,52 @@ def test_unreadable_summary_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text("{not json")
     with pytest.raises(RecordsError, match="summary.json is not valid JSON"):
         load_summary(tmp_path)
+
+
+def _rebuild(run: Path, keep_verdict: Any, change_record: Any) -> dict[str, Any]:
+    """build_summary of a run's records and verdicts, after dropping / editing some."""
+    from dataclasses import replace
+
+    from introspection_bench.records import RecordStore
+    from introspection_bench.session import RunConfig
+    from introspection_bench.summary import build_summary
+
+    summary = load_summary(run)
+    verdicts = [
+        v | {"identity": summary["identity"]} for v in summary["verdicts"] if keep_verdict(v)
+    ]
+    records = [replace(r, **change_record(r)) for r in RecordStore(run).all()]
+    return build_summary(RunConfig.from_key(summary["config"]), records, verdicts, elapsed_s=1.0)
+
+
+def test_partial_run_is_marked_incomplete_with_reasons(run: Path) -> None:
+    def gaps(record: Any) -> dict[str, Any]:
+        if record.trial_id == "prefill/none/0":
+            return {"grades": {}}  # generated, never graded (Ctrl-C between the phases)
+        if record.trial_id == "yes_bias/none/1":
+            return {"grades": {}, "error": "judge unreachable"}
+        return {}
+
+    summary = _rebuild(run, lambda v: v["test"] != "prefill", gaps)
+    assert summary["complete"] is False
+    missing, ungraded, failed = summary["incomplete"]
+    assert missing.startswith("2 test(s) without a verdict: prefill[layer=0.5,strength=1]")
+    assert ungraded == "1 trial(s) generated but not graded (e.g. prefill/none/0)"
+    assert failed.startswith("1 trial(s) with errors (e.g. yes_bias/none/1: judge unreachable")
+
+
+def test_rebuilt_full_run_is_complete(run: Path) -> None:
+    summary = _rebuild(run, lambda v: True, lambda r: {})
+    assert summary["complete"] is True and summary["incomplete"] == []
+
+
+def test_completeness_is_required_from_1_2_and_unknown_before(run: Path, tmp_path: Path) -> None:
+    data = json.loads((run / "summary.json").read_text())
+    del data["complete"], data["incomplete"]
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    with pytest.raises(RecordsError, match="'complete' is a required property"):
+        load_summary(tmp_path)
+    data["schema_version"] = "1.1"
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    old = load_summary(tmp_path)
+    assert old["complete"] is None and "completeness not recorded" in old["incomplete"][0]
