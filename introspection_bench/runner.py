@@ -5,7 +5,6 @@ The pytest plugin is a thin layer over this module; `cli.py` uses it too (regrad
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +24,7 @@ from introspection_bench.protocols import (
 from introspection_bench.protocols.base import Cell, Verdict
 from introspection_bench.records import RecordStore, TrialRecord
 from introspection_bench.session import BenchSession, RunConfig
+from introspection_bench.thresholds import load_thresholds
 
 PROTOCOL_MODULES: tuple[ModuleType, ...] = (
     injected_thought,
@@ -38,25 +38,6 @@ PROTOCOL_MODULES: tuple[ModuleType, ...] = (
 TEST_OWNERS: dict[str, ModuleType] = {
     test: module for module in PROTOCOL_MODULES for test in module.TESTS
 }
-
-
-def load_thresholds(path: Path) -> dict[str, Any]:
-    """The versioned thresholds file (suites/thresholds.toml).
-
-    Raises:
-        ConfigError: When it is missing or lacks `version` / `alpha`.
-
-    """
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(
-            f"cannot read thresholds {path}: {error}; restore suites/thresholds.toml"
-        ) from error
-    for key in ("version", "alpha"):
-        if key not in data:
-            raise ConfigError(f"thresholds {path} lacks '{key}'")
-    return data
 
 
 class SuiteRunner:
