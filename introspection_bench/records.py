@@ -88,9 +88,7 @@ class TrialRecord:
             if not isinstance(getattr(record, name), kind)
         ]
         if wrong:
-            raise RecordsError(
-                f"malformed trial record {record.trial_id!r}: {'; '.join(wrong)}"
-            )
+            raise RecordsError(f"malformed trial record {record.trial_id!r}: {'; '.join(wrong)}")
         return record
 
 
