@@ -127,12 +127,8 @@ class Decoder:
         self.batch_size = batch_size or auto_batch_size(lm)
         self.share_prefix = share_prefix
         self.refill = refill
-        eos = {lm.tokenizer.eos_token_id}
-        configured = getattr(lm.model.generation_config, "eos_token_id", None)
-        eos.update(configured if isinstance(configured, list) else [configured])
         # Benchmarks decode a fixed length: no stop tokens then.
-        stops = sorted(i for i in eos if i is not None) if stop_at_eos else []
-        self.stop_ids = frozenset(stops)
+        self.stop_ids = stop_token_ids(lm) if stop_at_eos else frozenset()
         self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def generate(
@@ -160,22 +156,23 @@ class Decoder:
                     batch = self._admit(requests, waiting, batch)
                     self._step(requests, batch, results, on_complete)
                 except torch.OutOfMemoryError:
-                    batch = self._shrink_after_oom(waiting, batch)
+                    # Wherever it struck (prefill, merge, retire, sample, forward), the batch may
+                    # be half-updated: drop it and requeue every unfinished trial.
+                    batch = None
+                    waiting = self._shrink_after_oom(len(requests), results)
         return [results[i] for i in range(len(requests))]
 
-    def _shrink_after_oom(self, waiting: deque[int], batch: _Batch | None) -> None:
-        """Halve the batch size and requeue the rows in flight (their seeds make reruns identical)."""
+    def _shrink_after_oom(self, count: int, results: dict[int, Completion]) -> deque[int]:
+        """Halve the batch size; return the unfinished trials (their seeds make reruns identical)."""
         if self.batch_size <= 1:
             raise InjectionError(
                 "out of memory at batch size 1; use a smaller model, --dtype bf16 or another device"
             )
-        in_flight = batch.requests if batch is not None else []
-        waiting.extendleft(reversed(in_flight))
         self.batch_size //= 2
         self._prefix = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return None
+        return deque(i for i in range(count) if i not in results)
 
     def _admit(
         self, requests: Sequence[GenerationRequest], waiting: deque[int], batch: _Batch | None
@@ -188,12 +185,12 @@ class Decoder:
         ):
             return batch
         group = [waiting.popleft() for _ in range(min(free, len(waiting)))]
-        try:
-            fresh = self._prefill(requests, group)
-        except torch.OutOfMemoryError:
-            waiting.extendleft(reversed(group))
-            raise
-        return fresh if batch is None or active == 0 else _merge(batch, fresh)
+        fresh = self._prefill(requests, group)
+        if batch is None or active == 0:
+            return fresh
+        merged = _merge(batch, fresh)
+        _compact(merged)
+        return merged
 
     def _prefill(self, requests: Sequence[GenerationRequest], group: list[int]) -> _Batch:
         lm = self.lm
@@ -257,6 +254,7 @@ class Decoder:
                 attention_mask=mask[:1],
                 position_ids=positions,
                 use_cache=True,
+                logits_to_keep=torch.tensor([len(prefix) - 1], device=lm.device),
                 **_cache_kwarg(lm, single),
             )
             self._prefix = (prefix, [(layer.keys, layer.values) for layer in single.layers])
@@ -276,13 +274,17 @@ class Decoder:
         rows: RowInjections,
     ) -> torch.Tensor:
         rows.positions = positions
+        # The last position as an index tensor, not `logits_to_keep=1`: a slice hands the output
+        # layer a non-contiguous [B, 1, D] view, and torch's matmul then runs a bmm against the
+        # [V, D] weight expanded once per row (seconds per 32-row prefill) instead of one mm.
+        last = torch.tensor([ids.shape[1] - 1], device=ids.device)
         with inject(self.lm, rows):
             out = self.lm.model(
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions.clamp(min=0),
                 use_cache=True,
-                logits_to_keep=1,
+                logits_to_keep=last,
                 **_cache_kwarg(self.lm, cache),
             )
         rows.positions = None
@@ -316,6 +318,7 @@ class Decoder:
         if finished:
             keep = [r for r in range(batch.size) if r not in set(finished)]
             _select(batch, keep)
+            _compact(batch)
             tokens = tokens[keep]
         if batch.size:
             self._advance(batch, tokens)
@@ -323,17 +326,8 @@ class Decoder:
     def _sample(self, requests: Sequence[GenerationRequest], batch: _Batch) -> torch.Tensor:
         device = batch.logits.device
         temperatures = torch.tensor([requests[i].temperature for i in batch.requests], device=device)
-        greedy = batch.logits.argmax(-1)
-        if not bool((temperatures > 0).any()):
-            return greedy
-        # Inverse-CDF sampling with one counter-based uniform per row: the row's draw depends only
-        # on its seed and step, and costs one hash per row instead of one per vocabulary entry.
         steps = torch.tensor([len(t) for t in batch.tokens], dtype=torch.long, device=device)
-        probs = torch.softmax(batch.logits / temperatures.clamp(min=1e-6)[:, None], dim=-1)
-        cdf = probs.cumsum(-1)
-        draws = row_uniforms(batch.seeds, steps, 1)[:, 0] * cdf[:, -1]
-        sampled = torch.searchsorted(cdf, draws[:, None]).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
-        return torch.where(temperatures > 0, sampled, greedy)
+        return sample_tokens(batch.logits, temperatures, batch.seeds, steps)
 
     def _advance(self, batch: _Batch, tokens: torch.Tensor) -> None:
         ones = torch.ones(
@@ -372,6 +366,32 @@ def row_uniforms(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.
     return (top24 + 0.5) / float(1 << 24)
 
 
+def sample_tokens(
+    logits: torch.Tensor, temperatures: torch.Tensor, seeds: torch.Tensor, steps: torch.Tensor
+) -> torch.Tensor:
+    """[B] next tokens: argmax where the temperature is 0, else an inverse-CDF draw.
+
+    Args:
+        logits: [B, V] float logits.
+        temperatures: [B] temperatures (0: greedy).
+        seeds: [B] int64 row seeds.
+        steps: [B] int64 tokens each row has generated so far.
+
+    Returns:
+        [B] int64 token ids. A row's draw depends only on its logits, seed and step: one
+        counter-based uniform per row (one hash per row, not one per vocabulary entry).
+
+    """
+    greedy = logits.argmax(-1)
+    if not bool((temperatures > 0).any()):
+        return greedy
+    probs = torch.softmax(logits / temperatures.clamp(min=1e-6)[:, None], dim=-1)
+    cdf = probs.cumsum(-1)
+    draws = row_uniforms(seeds, steps, 1)[:, 0] * cdf[:, -1]
+    sampled = torch.searchsorted(cdf, draws[:, None]).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
+    return torch.where(temperatures > 0, sampled, greedy)
+
+
 def _cache_kwarg(lm: LoadedModel, cache: Any) -> dict[str, Any]:
     # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns, then goes in 5.40).
     return {_cache_keyword(type(lm.model)): cache}
@@ -394,6 +414,30 @@ def _select(batch: _Batch, keep: list[int]) -> None:
     batch.rows.select(index)
     if keep:
         batch.cache.batch_select_indices(index)
+
+
+def _compact(batch: _Batch) -> None:
+    """Right-align each row's cached tokens and drop the slots no row uses.
+
+    Rows are cached at explicit positions, so a token's slot index carries no meaning: after
+    rows retire or merge, the cache is only as wide as its longest live row.
+    """
+    mask = batch.attention_mask
+    total = mask.shape[1]
+    if not batch.size or not _mergeable(batch.cache):
+        return
+    width = int(mask.sum(1).max())
+    if width == total:
+        return
+    columns = torch.arange(total, device=mask.device)
+    # Padding slots sort first, real ones after, each in slot order.
+    source = torch.argsort(mask.long() * total + columns, dim=1)[:, total - width :]
+    batch.attention_mask = mask.gather(1, source)
+    for layer in batch.cache.layers:
+        heads, _, key_dim = layer.keys.shape[1:]
+        index = source[:, None, :, None]
+        layer.keys = layer.keys.gather(2, index.expand(-1, heads, -1, key_dim))
+        layer.values = layer.values.gather(2, index.expand(-1, heads, -1, layer.values.shape[3]))
 
 
 def _mergeable(cache: Any) -> bool:
@@ -435,6 +479,17 @@ def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     shape = list(tensor.shape)
     shape[dim] = missing
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def stop_token_ids(lm: LoadedModel) -> frozenset[int]:
+    """The tokenizer's EOS plus `generation_config.eos_token_id` (an int, list, tuple or tensor)."""
+    configured = getattr(lm.model.generation_config, "eos_token_id", None)
+    if isinstance(configured, torch.Tensor):
+        configured = configured.reshape(-1).tolist()
+    elif configured is None or isinstance(configured, int):
+        configured = [configured]
+    ids = {lm.tokenizer.eos_token_id, *configured}
+    return frozenset(int(i) for i in ids if i is not None)
 
 
 def auto_batch_size(lm: LoadedModel, max_tokens: int = 1024) -> int:

@@ -477,3 +477,73 @@ def test_smollm2_greedy_equals_hf_generate_and_stops_at_eos(smollm2: LoadedModel
     assert completion.stop_reason == "eos"  # SmolLM2 ends its short answer with <|im_end|>
     assert len(completion.token_ids) < request.max_new_tokens
     assert completion.text.startswith("The sky")
+
+
+# --- cache width, stop ids, the output layer's input -----------------------------------------
+
+
+def test_long_refilled_run_keeps_cache_width_to_longest_live_row(
+    tiny_models: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lm = tiny_models["llama"]
+    requests = _requests(lm, 24, max_new=[3, 20, 5, 12, 2, 16])
+    expected = _tokens(Decoder(lm, 4, share_prefix=False, refill=False).generate(requests))
+    widths: list[tuple[int, int]] = []
+    original = Decoder._advance
+
+    def spy(self: Decoder, batch: Any, tokens: torch.Tensor) -> None:
+        cached = [len(requests[i].input_ids) + len(batch.tokens[row]) - 1 for row, i in enumerate(batch.requests)]
+        widths.append((batch.cache.layers[0].keys.shape[2], max(cached)))
+        original(self, batch, tokens)
+
+    monkeypatch.setattr(Decoder, "_advance", spy)
+    got = Decoder(lm, 4).generate(requests)
+    assert _tokens(got) == expected
+    longest_trial = max(len(r.input_ids) + r.max_new_tokens for r in requests)
+    # Long enough that a cache growing one slot per step would outgrow every trial.
+    assert max(len(r.input_ids) for r in requests) + len(widths) > longest_trial
+    assert all(width <= longest for width, longest in widths), max(w - l for w, l in widths)
+
+
+@pytest.mark.parametrize("container", [tuple, list, torch.tensor])
+def test_generation_config_eos_ids_in_any_container(
+    tiny_models: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch, container: Any
+) -> None:
+    lm = tiny_models["llama"]
+    request = _requests(lm, 2, max_new=[12])[1]
+    free_run = generate(lm, [request])[0].token_ids
+    index = next(i for i in range(3, 12) if free_run[i] not in free_run[:i])
+    stops = container([lm.tokenizer.eos_token_id, free_run[index]])
+    monkeypatch.setattr(lm.model.generation_config, "eos_token_id", stops)
+    completion = generate(lm, [request])[0]
+    assert completion.stop_reason == "eos"
+    assert completion.token_ids == free_run[:index]
+
+
+def _vocab_sized_ops(lm: LoadedModel, run: Any) -> list[tuple[str, list[Any]]]:
+    """(op, input shapes) of every aten op `run()` executes with a vocabulary-sized operand."""
+    from torch.profiler import ProfilerActivity, profile
+
+    vocab = lm.model.get_output_embeddings().weight.shape[0]
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        run()
+    return [
+        (event.name, event.input_shapes)
+        for event in prof.events()
+        if any(isinstance(s, list) and len(s) >= 2 and vocab in s for s in event.input_shapes)
+    ]
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_batched_prefill_projects_one_contiguous_row_per_trial(
+    tiny_models: dict[str, LoadedModel], architecture: str
+) -> None:
+    """The output layer must run one [B, D] x [D, V] product: a strided last-position slice made
+    torch's matmul run a bmm against the weight expanded once per row (1.8 GB per 32-row prefill
+    on SmolLM2, and seconds of copying)."""
+    lm = tiny_models[architecture]
+    requests = _requests(lm, 6, max_new=[1])
+    ops = _vocab_sized_ops(lm, lambda: Decoder(lm, 6).generate(requests))
+    products = [(name, shapes) for name, shapes in ops if name.endswith(("mm", "baddbmm"))]
+    assert products, "no output-layer product seen: the profiler is not watching the forward"
+    assert all(name in ("aten::mm", "aten::addmm") for name, _ in products), products
