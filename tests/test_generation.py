@@ -23,6 +23,7 @@ from introspection_bench.generation import (
     GenerationRequest,
     generate,
     row_uniforms,
+    sample_tokens,
     seed_from_id,
 )
 from introspection_bench.hooks import InjectionSpec, RowInjections, hook_count, inject
@@ -547,3 +548,69 @@ def test_batched_prefill_projects_one_contiguous_row_per_trial(
     products = [(name, shapes) for name, shapes in ops if name.endswith(("mm", "baddbmm"))]
     assert products, "no output-layer product seen: the profiler is not watching the forward"
     assert all(name in ("aten::mm", "aten::addmm") for name, _ in products), products
+
+
+# --- what "alone equals batched" means: near-tied logits -------------------------------------
+
+#: Bound on |logits alone - logits in a padded batch| for SmolLM2 in fp32 (measured 3.7e-5:
+#: kernels sum in a batch-dependent order). In bf16 the same gap is ~0.3.
+FP32_BATCH_NOISE = 1e-4
+
+
+def _prefill_logits(lm: LoadedModel, requests: list[GenerationRequest], batch: int) -> torch.Tensor:
+    decoder = Decoder(lm, batch, share_prefix=False)
+    with torch.inference_mode():
+        chunks = [
+            decoder._prefill(requests, list(range(i, min(i + batch, len(requests))))).logits
+            for i in range(0, len(requests), batch)
+        ]
+    return torch.cat(chunks)
+
+
+def test_smollm2_fp32_batch_composition_moves_logits_by_rounding_only(smollm2: LoadedModel) -> None:
+    questions = ["Tell me about the ocean.", "What is two plus two? Answer briefly.", "Hi", "Describe a cat."]
+    requests = [
+        GenerationRequest(f"q{i}", render_chat(smollm2.tokenizer, [("user", q)]).input_ids, None, 1, 0.0)
+        for i, q in enumerate(questions)
+    ]
+    alone, batched = _prefill_logits(smollm2, requests, 1), _prefill_logits(smollm2, requests, 4)
+    gap = float((alone - batched).abs().max())
+    assert gap <= FP32_BATCH_NOISE
+    assert torch.equal(alone.argmax(-1), batched.argmax(-1))
+
+
+def test_near_tied_logits_follow_the_batch_noise() -> None:
+    """Tokens equal alone and batched unless a decision lies within the logit noise.
+
+    Greedy: a top-two margin under the noise can flip; one over twice the noise never does.
+    Sampled: a row flips only when its uniform lands within the noise of a CDF boundary: rare at
+    fp32's noise, common at bf16's (so a resumed bf16 run, whose batches differ, rewrites text).
+    """
+    greedy = torch.zeros(1)
+    seed, step = torch.tensor([7]), torch.tensor([0])
+    tied = torch.zeros(1, 10)
+    tied[0, 3], tied[0, 7] = 5.0, 5.0 - 1e-5
+    nudged = tied.clone()
+    nudged[0, 7] += 4e-5  # one batch composition's rounding
+    assert int(sample_tokens(tied, greedy, seed, step)) == 3
+    assert int(sample_tokens(nudged, greedy, seed, step)) == 7
+    clear = tied.clone()
+    clear[0, 7] = 5.0 - 2 * FP32_BATCH_NOISE - 1e-6
+    for sign in (-1, 1):
+        noisy = clear + sign * FP32_BATCH_NOISE * torch.tensor([[1.0 if k == 7 else -1.0 for k in range(10)]])
+        assert int(sample_tokens(noisy, greedy, seed, step)) == 3
+
+    draws = 20000
+    generator = torch.Generator().manual_seed(0)
+    logits = 4 * torch.randn(draws, 1000, generator=generator)  # SmolLM2's logit spread
+    seeds, steps = torch.arange(draws), torch.zeros(draws, dtype=torch.long)
+    ones = torch.ones(draws)
+    base = sample_tokens(logits, ones, seeds, steps)
+    flipped = {}
+    # Standard deviations of logits alone - batched measured on SmolLM2 (fp32, bf16).
+    for name, scale in (("fp32", 7e-6), ("bf16", 0.055)):
+        noise = scale * torch.randn(draws, 1000, generator=generator)
+        flipped[name] = float((sample_tokens(logits + noise, ones, seeds, steps) != base).float().mean())
+    assert flipped["fp32"] < 1e-3, flipped
+    assert flipped["bf16"] > 0.01, flipped
+    print(f"tokens flipped per sampled step: {flipped}")
