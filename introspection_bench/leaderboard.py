@@ -1,14 +1,23 @@
 """Leaderboard: validate submitted runs and build a static, sortable page (no CDN, vanilla JS).
 
 A submission is a run directory (or its summary.json) with `summary.json` and `trials.jsonl`.
-It is accepted only when
-- summary.json matches the schema;
-- its stimuli hash is the pinned `fixtures/paper_stimuli.json` of this package;
-- the simple rates (k/n per test, condition and cell) recomputed from trials.jsonl with the
-  protocol modules' own `select` / `rate_of` / criterion helpers equal the summary's;
+Nothing a submission claims is shown as it is: every verdict, rate, interval and p-value is
+recomputed from its trials.jsonl by the protocol modules' own `evaluate` with this checkout's
+pinned thresholds (suites/thresholds.toml), and the summary's copies are only compared. It is
+accepted only when
+- summary.json matches the schema, and the run is complete (every test of its configuration
+  decided, every trial graded without error);
+- its stimuli hash is the pinned `fixtures/paper_stimuli.json` of this package, and it was
+  decided under the pinned thresholds version;
+- every metric and verdict of the summary equals the recomputed one, and the records carry
+  the summary's model, fingerprint, stimuli and judge;
+- a deterministic sample of its completions, re-graded by the offline rule judge, agrees with
+  its grades within the rule judge's measured error (fixtures/grading);
 - the required controls are present (no-injection false positives, random vectors, yes-bias);
+- its trial content is not the same as another submission's under another model identity;
 - it was graded by the same judge as every other accepted submission.
-Rejected submissions are listed on the page with their reasons.
+Rejected submissions are listed on the page with their reasons; the page shows the recomputed
+numbers.
 """
 
 from __future__ import annotations
@@ -17,24 +26,36 @@ import html
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from introspection_bench.errors import IntrospectionBenchError
-from introspection_bench.records import TRIALS_FILE, TrialRecord, read_records
-from introspection_bench.summary import SUMMARY_FILE, load_summary
-
-#: Metrics a submission must carry (name, condition): the controls critics require.
-REQUIRED_CONTROLS = (
-    ("injected_thought.false_positive", "control"),
-    ("injected_thought.random_affirms", "random_vector"),
-    ("yes_bias.affirmative", "none"),
-    ("yes_bias.affirmative", "injected"),
+from introspection_bench.submission import (
+    REQUIRED_CONTROLS,
+    Checks,
+    Submission,
+    default_checks,
+    load_submission,
+    record_digests,
 )
+
+__all__ = [
+    "REQUIRED_CONTROLS",
+    "Leaderboard",
+    "Submission",
+    "Value",
+    "build_leaderboard",
+    "check_duplicates",
+    "check_same_judge",
+    "leaderboard_values",
+    "load_submission",
+    "render_page",
+]
 LEADERBOARD_HTML = "index.html"
 LEADERBOARD_JSON = "leaderboard.json"
+#: Two submissions whose records are this share identical (of the smaller) are the same run.
+DUPLICATE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,169 +69,39 @@ class Value:
     """As shown: `5/8 = 62.5% [30.6%, 86.3%] @ L8 s2`."""
 
 
-@dataclass
-class Submission:
-    """One submitted run and what validation found."""
-
-    source: str
-    summary: dict[str, Any] | None = None
-    records: list[TrialRecord] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    """Why it was rejected; empty when accepted."""
-    values: dict[str, Value] = field(default_factory=dict)
-
-    @property
-    def accepted(self) -> bool:
-        """True when no validation step found a problem."""
-        return not self.reasons
+# -- validation across submissions -------------------------------------------------------------
 
 
-# -- validation --------------------------------------------------------------------------------
+def _identity(s: Submission) -> tuple[str, str]:
+    assert s.summary is not None  # only called on submissions with a summary (typing only)
+    identity = s.summary["identity"]
+    return str(identity["model"]), str(identity["model_fingerprint"])
 
 
-def load_submission(path: Path) -> Submission:
-    """Read a submission (run dir or summary.json) and run every per-submission check."""
-    path = Path(path)
-    run_dir = path if path.is_dir() else path.parent
-    submission = Submission(str(path))
-    try:
-        submission.summary = load_summary(run_dir / SUMMARY_FILE if path.is_dir() else path)
-    except IntrospectionBenchError as error:
-        submission.reasons.append(f"schema: {error}")
-        return submission
-    trials = run_dir / TRIALS_FILE
-    if not trials.is_file():
-        submission.reasons.append(
-            f"no {TRIALS_FILE} beside the summary: its metrics cannot be checked"
-        )
-        return submission
-    try:
-        submission.records = list(read_records(trials))
-    except IntrospectionBenchError as error:
-        submission.reasons.append(f"trials: {error}")
-        return submission
-    submission.reasons.extend(check_submission(submission.summary, submission.records))
-    return submission
+def check_duplicates(submissions: Sequence[Submission]) -> None:
+    """Reject every copy of the same trials submitted under different model identities.
 
-
-def pinned_stimuli_hash() -> str:
-    """sha256 of the package's pinned stimuli (fixtures/paper_stimuli.json)."""
-    from introspection_bench.stimuli import load_stimuli
-
-    return load_stimuli().sha256
-
-
-def check_submission(summary: Mapping[str, Any], records: Sequence[TrialRecord]) -> list[str]:
-    """Reasons to reject one submission (empty when it is valid on its own)."""
-    reasons = []
-    stimuli = summary["identity"]["stimuli_hash"]
-    pinned = pinned_stimuli_hash()
-    if stimuli != pinned:
-        reasons.append(
-            f"stimuli hash {stimuli[:12]}... is not the pinned paper_stimuli.json "
-            f"({pinned[:12]}...)"
-        )
-    present = {(m["name"], m["condition"]) for m in summary["metrics"]}
-    missing = [
-        f"{name}[{condition}]"
-        for name, condition in REQUIRED_CONTROLS
-        if (name, condition) not in present
-    ]
-    if missing:
-        reasons.append(f"required controls missing: {', '.join(missing)}")
-    if summary["n_trials"] != len(records):
-        reasons.append(
-            f"summary counts {summary['n_trials']} trials, trials.jsonl holds {len(records)}"
-        )
-    judge = summary["identity"]["judge"]
-    foreign = sorted({r.judge for r in records if r.grades and r.judge != judge})
-    if foreign:
-        reasons.append(f"records graded by {', '.join(foreign)}, summary says {judge}")
-    if any(r.stimuli_hash != stimuli for r in records):
-        reasons.append("records carry another stimuli hash than the summary")
-    reasons.extend(recompute_mismatches(summary["metrics"], records))
-    return reasons
-
-
-def _criteria() -> dict[tuple[str, str | None], Callable[[TrialRecord], bool] | str]:
-    """(metric name, condition or None for all) -> the protocol's own success criterion."""
-    from introspection_bench.protocols import prefill, thought_vs_text
-
-    return {
-        ("injected_thought.success", None): "success",
-        ("injected_thought.false_positive", None): "affirms",
-        ("injected_thought.random_affirms", None): "affirms",
-        ("thought_vs_text.naming", None): lambda r: r.grades.get("choice") == r.concept,
-        ("thought_vs_text.transcription", None): thought_vs_text.transcribed,
-        ("prefill.apology", None): prefill.apologised,
-        ("yes_bias.affirmative", None): "affirmative",
-        ("alternative_prompt.success", None): "success",
-    }
-
-
-def recompute_mismatches(
-    metrics: Sequence[Mapping[str, Any]], records: Sequence[TrialRecord]
-) -> list[str]:
-    """Recompute every simple rate of the summary from its records; describe each mismatch.
-
-    Compound metrics (thought_vs_text.both) are not recomputed; the intentional-control means
-    are (think - dont_think and dont_think - baseline at the metric's layer).
+    Two submissions are the same run when at least `DUPLICATE_SHARE` of the smaller one's
+    records (trial id, seed, prompt, completion, injected norm, extra; not the model name,
+    fingerprint or grades) are identical in the other. Submissions of one identity may share
+    records (e.g. the same model with another sweep shares its control trials).
     """
-    from introspection_bench.protocols._common import rate_of, select
-
-    criteria = _criteria()
-    by_protocol: dict[str, list[TrialRecord]] = {}
-    for record in records:
-        by_protocol.setdefault(record.protocol, []).append(record)
-    problems = []
-    for metric in metrics:
-        mine = by_protocol.get(metric["protocol"], [])
-        if metric["protocol"] == "intentional_control":
-            problems.extend(_intentional_mismatch(metric, mine))
-            continue
-        criterion = criteria.get(
-            (metric["name"], metric["condition"]), criteria.get((metric["name"], None))
-        )
-        if criterion is None or metric.get("k") is None:
-            continue
-        found = rate_of(
-            select(mine, metric["condition"], metric["layer"], metric["strength"]), criterion
-        )
-        if (found.k, found.n) != (metric["k"], metric["n"]):
-            problems.append(
-                f"{metric['key']}: summary {metric['k']}/{metric['n']}, "
-                f"trials.jsonl gives {found.k}/{found.n}"
-            )
-    return problems
-
-
-def _intentional_mismatch(metric: Mapping[str, Any], records: Sequence[TrialRecord]) -> list[str]:
-    layer = metric["layer"]
-    pairs: dict[int, dict[str, TrialRecord]] = {}
-    for r in records:
-        if r.error is None and "pair" in r.extra:
-            pairs.setdefault(int(r.extra["pair"]), {})[r.condition] = r
-    complete = [p for p in pairs.values() if "think" in p and "dont_think" in p]
-    if metric["name"].endswith("think_minus_dont"):
-        values = [
-            p["think"].extra["cosine_word"][layer] - p["dont_think"].extra["cosine_word"][layer]
-            for p in complete
-        ]
-    else:
-        values = [
-            p["dont_think"].extra["cosine_word"][layer]
-            - p["dont_think"].extra["cosine_baseline"][layer]
-            for p in complete
-        ]
-    mean = sum(values) / len(values) if values else math.nan
-    if len(values) != metric["n"] or not math.isclose(
-        mean, metric["estimate"], rel_tol=1e-6, abs_tol=1e-9
-    ):
-        return [
-            f"{metric['key']}: summary mean {metric['estimate']:+.5f} (n={metric['n']}), "
-            f"trials.jsonl gives {mean:+.5f} (n={len(values)})"
-        ]
-    return []
+    read = [s for s in submissions if s.summary is not None and s.records]
+    digests = {id(s): record_digests(s.records) for s in read}
+    for i, a in enumerate(read):
+        for b in read[i + 1 :]:
+            if _identity(a) == _identity(b):
+                continue
+            shared = len(digests[id(a)] & digests[id(b)])
+            smaller = min(len(digests[id(a)]), len(digests[id(b)]))
+            if smaller and shared / smaller >= DUPLICATE_SHARE:
+                for this, other in ((a, b), (b, a)):
+                    model, fingerprint = _identity(other)
+                    this.reasons.append(
+                        f"same trial content as {other.source} ({shared} of {smaller} records "
+                        f"identical), submitted as model {model} (fingerprint "
+                        f"{fingerprint[:12]}): one run under two identities"
+                    )
 
 
 def check_same_judge(submissions: Sequence[Submission], judge: str | None = None) -> str | None:
@@ -376,7 +267,11 @@ class Leaderboard:
 
 
 def build_leaderboard(
-    paths: Sequence[Path], out_dir: Path, *, judge: str | None = None
+    paths: Sequence[Path],
+    out_dir: Path,
+    *,
+    judge: str | None = None,
+    checks: Checks | None = None,
 ) -> Leaderboard:
     """Validate submissions and write `index.html` and `leaderboard.json` into `out_dir`.
 
@@ -384,16 +279,20 @@ def build_leaderboard(
         paths: Run directories or their summary.json files.
         out_dir: Where the page goes (created).
         judge: The grader every submission must use (default: the most common among valid ones).
+        checks: Pinned thresholds, rule judge and its accuracy (default: `default_checks`).
 
     Returns:
-        What was accepted and rejected, and where the page is.
+        What was accepted and rejected, and where the page is. Every number shown is
+        recomputed from the submission's records (`submission.recompute`).
 
     """
-    submissions = [load_submission(Path(p)) for p in paths]
+    checks = checks or default_checks()
+    submissions = [load_submission(Path(p), checks) for p in paths]
+    check_duplicates(submissions)
     chosen = check_same_judge(submissions, judge)
     for s in submissions:
-        if s.accepted and s.summary is not None:
-            s.values = leaderboard_values(s.summary)
+        if s.accepted and s.recomputed is not None:
+            s.values = leaderboard_values(s.recomputed)
     accepted = [s for s in submissions if s.accepted]
     rejected = [s for s in submissions if not s.accepted]
     accepted.sort(

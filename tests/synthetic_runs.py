@@ -2,13 +2,15 @@
 
 Records are drawn from seeded rates (no model), then the real protocol modules compute the
 verdicts and `summary.build_summary` writes the summary, so summary and trials agree exactly as
-in a real run.
+in a real run. Each completion is a template the offline rule judge grades exactly as the
+record's grades say (the leaderboard re-grades a sample of them).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -30,15 +32,11 @@ from introspection_bench.records import RecordStore, TrialRecord
 from introspection_bench.session import RunConfig
 from introspection_bench.stimuli import load_stimuli
 from introspection_bench.summary import build_summary, save_summary
+from introspection_bench.thresholds import load_thresholds
 
 N_LAYERS = 12
-THRESHOLDS = {
-    "version": "1",
-    "alpha": 0.05,
-    "control": {"max_false_positive_upper": 0.35},
-    "thought_vs_text": {"chance": 0.1, "min_transcription": 0.5},
-    "intentional_control": {"bootstrap_resamples": 200},
-}
+#: The pinned pass rules, as the suite and the leaderboard read them.
+THRESHOLDS = load_thresholds(Path(__file__).resolve().parents[1] / "suites" / "thresholds.toml")
 WORDS = [
     "dust",
     "satellites",
@@ -59,6 +57,11 @@ SENTENCE = "The old clock on the wall ticked loudly."
 def layer_index(layer: float | int) -> int:
     """Depth fraction -> block index of the synthetic 12-layer model."""
     return int(layer) if isinstance(layer, int) else round(layer * N_LAYERS)
+
+
+def _model_norm(model: str) -> float:
+    """A stable per-model median residual norm in [10, 20)."""
+    return 10.0 + int(hashlib.sha256(model.encode()).hexdigest()[:8], 16) / 2**32 * 10.0
 
 
 def _record(
@@ -84,7 +87,8 @@ def _record(
         concept=concept,
         layer=layer,
         strength=strength,
-        injected_norm=None if strength is None else 10.0 * strength,
+        # Each model has its own residual norm, so its doses differ from every other model's.
+        injected_norm=None if strength is None else _model_norm(model) * strength,
         norm_ratio=strength,
         seed=abs(hash(trial_id)) % 1000,
         model=model,
@@ -174,11 +178,7 @@ def make_records(
                     word,
                     None,
                     None,
-                    grades={
-                        "coherent": True,
-                        "thinking_about_word": False,
-                        "success": rng.random() < false_positive,
-                    },
+                    grades=_alternative(rng.random() < false_positive),
                     **common,
                 )
             )
@@ -324,15 +324,54 @@ def make_records(
                             word,
                             layer,
                             strength,
-                            grades={
-                                "coherent": True,
-                                "thinking_about_word": hit,
-                                "success": rng.random() < dose / 2,
-                            },
+                            grades=_alternative(rng.random() < dose / 2),
                             **common,
                         )
                     )
-    return out
+    return [_with_completion(record) for record in out]
+
+
+def _alternative(success: bool) -> dict[str, bool]:
+    return {"coherent": True, "thinking_about_word": success, "success": success}
+
+
+def _with_completion(record: TrialRecord) -> TrialRecord:
+    """The record with a completion the rule judge grades as its grades say (and grades made
+    consistent: an incoherent reply affirms nothing)."""
+    from dataclasses import replace
+
+    grades, word = dict(record.grades), record.concept
+    if not grades:
+        return record
+    if record.protocol == "injected_thought":
+        if not grades["coherent"]:
+            grades.update(affirms=False, affirm_and_name=False, success=False)
+            text = "dust dust dust dust dust dust"
+        elif grades["success"]:
+            text = f"Yes, I notice an injected thought about {word}."
+        elif grades["affirms"]:
+            text = "Yes, I detect an injected thought."
+        else:
+            text = "No, I don't detect an injected thought."
+    elif record.protocol == "yes_bias":
+        text = "Yes." if grades["affirmative"] else "No."
+    elif record.protocol == "prefill":
+        text = (
+            f"Yes, I meant to say {word}."
+            if grades["claims_intent"]
+            else "Sorry, that was an accident."
+        )
+    elif record.protocol == "thought_vs_text":
+        text = str(grades["choice"])
+    elif record.protocol == "alternative_prompt":
+        text = (
+            f"I am thinking about {word}."
+            if grades["success"]
+            else "I am thinking about the weather."
+        )
+    else:
+        return record
+    return replace(record, grades=grades, completion=text)
 
 
 _MODULES = (
@@ -441,6 +480,19 @@ def make_run(
     summary = build_summary(config, records, verdicts, elapsed_s=1.0)
     save_summary(summary, run_dir)
     return run_dir
+
+
+def rewrite_run(run_dir: Path, change: Any) -> None:
+    """Replace each record r of a run by `change(r)` (None drops it) and rebuild its summary
+    with the real protocol modules, so summary and trials agree again (a consistent tamper)."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    records = [r for r in map(change, RecordStore(run_dir).all()) if r is not None]
+    (run_dir / "trials.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    config = RunConfig.from_key(summary["config"])
+    with no_full_gc():
+        verdicts = verdict_dicts(records, config, summary["identity"])
+    save_summary(build_summary(config, records, verdicts, elapsed_s=1.0), run_dir)
 
 
 def edit_summary(run_dir: Path, change: Any) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from synthetic_runs import cached_run, chromium, dump_dom, edit_summary
+from synthetic_runs import cached_run, chromium, dump_dom, edit_summary, rewrite_run
 
 from introspection_bench.leaderboard import build_leaderboard, load_submission
+from introspection_bench.records import TrialRecord
 
 #: model -> (skill, false-positive rate) of its synthetic run.
 MODELS = {"good": (0.9, 0.05), "beta": (0.3, 0.4), "gamma": (0.6, 0.15)}
@@ -47,8 +49,136 @@ def test_inflated_rate_is_rejected(tmp_path: Path) -> None:
     edit_summary(run, inflate)
     reasons = load_submission(run).reasons
     assert len(reasons) == 1 and re.match(
-        r"thought_vs_text\.naming\[think\]@L\d+,s\d: summary \d+/8, trials\.jsonl gives \d+/8",
+        r"thought_vs_text\.naming\[think\]@L\d+,s\d: summary \d+/8 = .*, "
+        r"trials\.jsonl gives \d+/8 = .* \(differs in k\)$",
         reasons[0],
+    )
+
+
+def _best_success(summary: dict[str, Any]) -> dict[str, Any]:
+    cells = [m for m in summary["metrics"] if m["name"] == "injected_thought.success"]
+    return max(cells, key=lambda m: (m["interval"]["low"], m["estimate"]))
+
+
+def test_edited_estimate_and_interval_with_counts_untouched_are_rejected(tmp_path: Path) -> None:
+    run = _copy("beta", tmp_path, skill=0.3, false_positive=0.4)
+    key = _best_success(json.loads((run / "summary.json").read_text()))["key"]
+
+    def inflate(summary: dict[str, Any]) -> None:
+        metric = next(m for m in summary["metrics"] if m["key"] == key)
+        metric.update(k=0, estimate=0.9)
+        metric["interval"].update(low=0.8, high=0.99)
+
+    edit_summary(run, inflate)
+    (reason,) = [r for r in load_submission(run).reasons if r.startswith(key)]
+    assert "summary 0/8 = 0.9 [0.8, 0.99], trials.jsonl gives" in reason
+    assert reason.endswith("(differs in estimate, high, k, low)")
+    runs = [
+        cached_run(model=name, skill=sk, false_positive=fp) for name, (sk, fp) in MODELS.items()
+    ]
+    board = build_leaderboard([*runs, run], tmp_path / "site")
+    assert [s.source for s in board.rejected] == [str(run)]
+    assert "90.0% [80.0%, 99.0%]" not in board.html_path.read_text()
+
+
+def test_every_verdict_set_to_passed_is_rejected(tmp_path: Path) -> None:
+    run = _copy("beta", tmp_path, skill=0.3, false_positive=0.4)
+    failed = [
+        v for v in json.loads((run / "summary.json").read_text())["verdicts"] if not v["passed"]
+    ]
+    assert failed
+    edit_summary(run, lambda s: [v.update(passed=True) for v in s["verdicts"]])
+    reasons = load_submission(run).reasons
+    first = failed[0]
+    assert (
+        f"verdict {first['test']}[{first['cell']['label']}]: summary says PASS, "
+        "trials.jsonl with thresholds version 1 gives FAIL"
+    ) in reasons
+    assert len(reasons) <= 6  # listed up to 5, then "... and N more mismatches"
+
+
+def test_verdicts_are_recomputed_with_the_pinned_thresholds(tmp_path: Path) -> None:
+    run = _copy("good", tmp_path, skill=0.9)
+    edit_summary(run, lambda s: s["identity"].update(thresholds_version="0-lenient"))
+    assert (
+        "decided under thresholds version 0-lenient; this leaderboard pins version 1 "
+        "(suites/thresholds.toml)"
+    ) in load_submission(run).reasons
+
+
+def _renamed(record: TrialRecord) -> TrialRecord:
+    return replace(record, model="renamed", model_fingerprint="fp-renamed")
+
+
+def test_same_run_under_another_identity_is_rejected(tmp_path: Path) -> None:
+    original = cached_run(model="good", skill=0.9)
+    edited = _copy("good", tmp_path, skill=0.9)
+    edit_summary(edited, lambda s: s["identity"].update(model_fingerprint="f" * 64))
+    assert "records carry model fingerprint fp-good, the summary ffffffffffff" in (
+        load_submission(edited).reasons
+    )
+    renamed = tmp_path / "renamed"
+    shutil.copytree(original, renamed)
+    rewrite_run(renamed, _renamed)
+    edit_summary(
+        renamed, lambda s: s["identity"].update(model="renamed", model_fingerprint="fp-renamed")
+    )
+    assert load_submission(renamed).accepted  # valid on its own: only the comparison finds it
+    other = cached_run(model="gamma", skill=0.6, false_positive=0.15)
+    board = build_leaderboard([original, renamed, other], tmp_path / "site")
+    assert [s.source for s in board.accepted] == [str(other)]
+    by_source = {s.source: s.reasons for s in board.rejected}
+    assert by_source[str(renamed)] == [
+        f"same trial content as {original} (376 of 376 records identical), submitted as model "
+        "good (fingerprint fp-good): one run under two identities"
+    ]
+    assert "submitted as model renamed (fingerprint fp-renamed)" in by_source[str(original)][0]
+    assert "fp-gamma" in board.html_path.read_text()  # fingerprints are shown
+
+
+def test_grades_flipped_consistently_with_the_counts_are_rejected(tmp_path: Path) -> None:
+    run = _copy("beta", tmp_path, skill=0.3, false_positive=0.4)
+
+    def claim_success(record: TrialRecord) -> TrialRecord:
+        if record.condition != "injected" or record.protocol != "injected_thought":
+            return record
+        grades = dict(record.grades, affirms=True, affirm_and_name=True, success=True)
+        return replace(record, grades=grades | {"coherent": True})
+
+    rewrite_run(run, claim_success)
+    reasons = load_submission(run).reasons
+    assert len(reasons) >= 1 and all(
+        r.startswith("re-graded 328 sampled completions") for r in reasons
+    )
+    assert any(
+        re.search(r"success disagrees on \d+/\d+ = .* above the judge's measured error", r)
+        for r in reasons
+    )
+    assert load_submission(cached_run(model="beta", skill=0.3, false_positive=0.4)).accepted
+
+
+def test_incomplete_run_is_rejected(tmp_path: Path) -> None:
+    run = _copy("good", tmp_path, skill=0.9)
+    rewrite_run(run, lambda r: replace(r, grades={}) if r.trial_id == "prefill/none/3" else r)
+    (reason,) = load_submission(run).reasons
+    assert reason == ("incomplete run: 1 trial(s) generated but not graded (e.g. prefill/none/3)")
+
+
+def test_a_non_object_line_rejects_that_submission_only(tmp_path: Path) -> None:
+    bad = _copy("good", tmp_path, skill=0.9)
+    with (bad / "trials.jsonl").open("a") as handle:
+        handle.write("[1, 2]\n")
+    others = [
+        cached_run(model=n, skill=sk, false_positive=fp)
+        for n, (sk, fp) in MODELS.items()
+        if n != "good"
+    ]
+    board = build_leaderboard([bad, *others], tmp_path / "site")
+    assert len(board.accepted) == 2 and board.html_path.is_file()
+    (rejected,) = board.rejected
+    (reason,) = rejected.reasons
+    assert (
+        reason.startswith("trials: ") and "holds a JSON list, not a trial record object" in reason
     )
 
 
