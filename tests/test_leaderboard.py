@@ -317,3 +317,12 @@ def test_sorting_in_chromium(
     assert values == sorted(values, reverse=descending)
     assert len(set(values)) > 1, "sorting is not exercised when all values tie"
     assert "tampered" in dom.split('id="rejected"', 1)[1]
+
+
+def test_a_merged_run_sorted_by_trial_id_still_validates(tmp_path: Path) -> None:
+    """`merge` writes trials.jsonl sorted by trial id; the bootstrap must not depend on it."""
+    from introspection_bench.records import RecordStore
+
+    run = _copy("good", tmp_path, skill=0.9)
+    RecordStore(run).merge_shards()
+    assert load_submission(run).accepted, load_submission(run).reasons

@@ -158,7 +158,9 @@ def evaluate(
     by_pair: dict[int, dict[str, TrialRecord]] = {}
     for r in records:
         by_pair.setdefault(int(r.extra["pair"]), {})[r.condition] = r
-    pairs = [p for p in by_pair.values() if "think" in p and "dont_think" in p]
+    # In pair order, not file order: the bootstrap resamples by position, so a merged (sorted)
+    # trials.jsonl must give the same interval as the live run.
+    pairs = [by_pair[i] for i in sorted(by_pair) if {"think", "dont_think"} <= set(by_pair[i])]
     think = [p["think"].extra["cosine_word"][layer] for p in pairs]
     dont = [p["dont_think"].extra["cosine_word"][layer] for p in pairs]
     baseline = [p["dont_think"].extra["cosine_baseline"][layer] for p in pairs]
