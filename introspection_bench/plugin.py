@@ -230,7 +230,10 @@ def check(bench: Any, request: pytest.FixtureRequest) -> Any:
     from introspection_bench.protocols.base import Cell
 
     def run_check(test: str, cell: Any = None) -> None:
-        verdict = bench.verdict(test, cell or Cell(None, None))
+        try:
+            verdict = bench.verdict(test, cell or Cell(None, None))
+        except IntrospectionBenchError as error:  # e.g. every trial failed to grade
+            pytest.fail(f"introspection-bench: {error}", pytrace=False)
         request.node.user_properties.append((VERDICT_PROPERTY, bench.verdict_dict(verdict)))
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
@@ -305,9 +308,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
 
 
+def _trial_errors(report_dir: Path) -> str | None:
+    """One line on the run's failed trials (e.g. an unreachable judge: its URL and the fix)."""
+    from introspection_bench.records import RecordStore
+    from introspection_bench.summary import describe_errors
+
+    try:
+        return describe_errors(RecordStore(report_dir).all())
+    except IntrospectionBenchError as error:
+        return str(error)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """One section: every verdict line and where the report is."""
-    if RUN_CONFIG not in config.stash or not config.stash[VERDICTS]:
+    if RUN_CONFIG not in config.stash:
+        return
+    failed = _trial_errors(config.stash[REPORT_DIR])
+    if failed:
+        terminalreporter.section("introspection-bench trial errors")
+        terminalreporter.write_line(failed)
+    if not config.stash[VERDICTS]:
         return
     terminalreporter.section("introspection-bench verdicts")
     for verdict in config.stash[VERDICTS]:

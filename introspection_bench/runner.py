@@ -6,12 +6,12 @@ The pytest plugin is a thin layer over this module; `cli.py` uses it too (regrad
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
-from introspection_bench.errors import ConfigError
+from introspection_bench.errors import ConfigError, IntrospectionBenchError, RecordsError
 from introspection_bench.models import resolve_layer_index
 from introspection_bench.protocols import (
     alternative_prompt,
@@ -24,6 +24,7 @@ from introspection_bench.protocols import (
 from introspection_bench.protocols.base import Cell, Verdict
 from introspection_bench.records import RecordStore, TrialRecord
 from introspection_bench.session import BenchSession, RunConfig
+from introspection_bench.summary import describe_errors
 from introspection_bench.thresholds import load_thresholds
 
 PROTOCOL_MODULES: tuple[ModuleType, ...] = (
@@ -97,7 +98,20 @@ class SuiteRunner:
         module = TEST_OWNERS.get(test)
         if module is None:
             raise ConfigError(f"unknown test {test!r}; known: {', '.join(sorted(TEST_OWNERS))}")
-        return module.evaluate(self.session, self.records(module), test, cell, self.thresholds)
+        records = self.records(module)
+        failed = describe_errors(records)
+        try:
+            verdict = module.evaluate(self.session, records, test, cell, self.thresholds)
+        except IntrospectionBenchError as error:
+            if failed is None:
+                raise
+            # e.g. an unreachable judge leaves no graded trial: say so, not "n_treat=0".
+            raise RecordsError(
+                f"{test}[{cell.label}] cannot be decided: {failed} ({error})"
+            ) from error
+        if failed is None:
+            return verdict
+        return replace(verdict, message=f"{verdict.message} | decided without them: {failed}")
 
     def verdict_dict(self, verdict: Verdict) -> dict[str, Any]:
         """A verdict as plain JSON data, with the run's identity (for the summary)."""

@@ -148,13 +148,25 @@ def incompleteness(
         reasons.append(
             f"{len(ungraded)} trial(s) generated but not graded (e.g. {ungraded[0].trial_id})"
         )
-    failed = [r for r in records if r.error]
+    failed = describe_errors(records)
     if failed:
-        reasons.append(
-            f"{len(failed)} trial(s) with errors (e.g. {failed[0].trial_id}: "
-            f"{str(failed[0].error)[:160]})"
-        )
+        reasons.append(failed)
     return reasons
+
+
+def describe_errors(records: Sequence[TrialRecord]) -> str | None:
+    """One line on the trials that failed (generation or grading), or None when none did.
+
+    The first error is quoted whole: a judge's message names its URL and the fix.
+    """
+    failed = [r for r in records if r.error]
+    if not failed:
+        return None
+    protocols = sorted({r.protocol for r in failed})
+    return (
+        f"{len(failed)} of {len(records)} trial(s) with errors ({', '.join(protocols)}); "
+        f"first, {failed[0].trial_id}: {failed[0].error}"
+    )
 
 
 def metric_key(name: str, condition: str, layer: int | None, strength: float | None) -> str:

@@ -118,7 +118,9 @@ def test_partial_run_is_marked_incomplete_with_reasons(run: Path) -> None:
     missing, ungraded, failed = summary["incomplete"]
     assert missing.startswith("2 test(s) without a verdict: prefill[layer=0.5,strength=1]")
     assert ungraded == "1 trial(s) generated but not graded (e.g. prefill/none/0)"
-    assert failed.startswith("1 trial(s) with errors (e.g. yes_bias/none/1: judge unreachable")
+    assert failed.startswith("1 of ") and failed.endswith(
+        "trial(s) with errors (yes_bias); first, yes_bias/none/1: judge unreachable"
+    )
 
 
 def test_rebuilt_full_run_is_complete(run: Path) -> None:

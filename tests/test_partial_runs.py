@@ -1,0 +1,93 @@
+"""Partial runs say why: failed trials (an unreachable judge) reach each test and the summary."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from synthetic_runs import THRESHOLDS, cached_run, layer_index
+
+from introspection_bench.errors import RecordsError
+from introspection_bench.protocols.base import Cell
+from introspection_bench.records import RecordStore
+from introspection_bench.runner import SuiteRunner
+from introspection_bench.session import RunConfig
+
+pytest_plugins = ["pytester"]
+
+UNREACHABLE = (
+    "judge endpoint http://127.0.0.1:9/v1 unreachable after 2 retries (APIConnectionError: "
+    "Connection error.); start the server there or point base_url / --judge-url at it"
+)
+
+
+def _failed_records(run: Path) -> list:
+    """Every injected_thought record of a synthetic run, as an unreachable judge leaves it."""
+    return [
+        replace(r, grades={}, error=UNREACHABLE, judge="openai:x@1")
+        for r in RecordStore(run).all()
+        if r.protocol == "injected_thought"
+    ]
+
+
+def test_verdict_names_the_judge_error_not_an_empty_rate() -> None:
+    run = cached_run(model="good", skill=0.9)
+    session = SimpleNamespace(
+        config=RunConfig(layers=(0.5, 0.67), strengths=(1.0, 2.0)), layer_index=layer_index
+    )
+    runner = SuiteRunner(session, THRESHOLDS)  # type: ignore[arg-type]
+    runner._records["injected_thought"] = _failed_records(run)
+    with pytest.raises(RecordsError) as error:
+        runner.verdict("injected_thought", Cell(0.5, 1.0))
+    text = str(error.value)
+    assert text.startswith(
+        "injected_thought[layer=0.5,strength=1] cannot be decided: 72 of 72 trial(s) with errors"
+    )
+    assert UNREACHABLE in text and "run trials first" in text  # the original error is kept last
+    control = runner.verdict("control", Cell(None, None))  # 0/0: decided, and says why
+    assert not control.passed and control.message.endswith(
+        f"| decided without them: 72 of 72 trial(s) with errors (injected_thought); "
+        f"first, injected_thought/control/0: {UNREACHABLE}"
+    )
+
+
+_CONFTEST = """
+import pytest
+from introspection_bench.errors import RecordsError
+
+
+class FailingBench:
+    def verdict(self, test, cell):
+        raise RecordsError(f"{{test}}[{{cell.label}}] cannot be decided: " + {message!r})
+
+
+@pytest.fixture(scope="session")
+def bench():
+    return FailingBench()
+"""
+
+
+def test_each_test_and_the_terminal_summary_show_the_judge_error(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    report_dir = tmp_path / "run"
+    RecordStore(report_dir).append(_failed_records(cached_run(model="good", skill=0.9))[:5])
+    pytester.makeconftest(_CONFTEST.format(message="5 of 5 trial(s) with errors; " + UNREACHABLE))
+    pytester.makepyfile(
+        test_suite="def test_control(check):\n    check('control')\n"
+        "def test_other(check):\n    check('injected_thought')\n"
+    )
+    result = pytester.runpytest("--report-dir", str(report_dir), "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*introspection-bench: control[[]all[]] cannot be decided: 5 of 5 trial(s) with "
+            "errors; judge endpoint http://127.0.0.1:9/v1 unreachable*--judge-url*",
+            "*introspection-bench trial errors*",
+            "5 of 5 trial(s) with errors (injected_thought); first, injected_thought/*: "
+            "judge endpoint http://127.0.0.1:9/v1 unreachable*; start the server there*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
