@@ -52,6 +52,8 @@ class GradedFile:
     """Lines graded."""
     n_errors: int
     """Lines whose grade failed (`error` set, no criteria)."""
+    first_error: str | None = None
+    """The first failed line's error (e.g. an unreachable endpoint, with its URL and fix)."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,8 @@ def grade_cases_file(
     ]
     path = Path(output_path)
     _write_lines(path, lines)
-    return GradedFile(path, label, len(rows), sum(1 for grade in grades if grade.error))
+    failed = [grade.error for grade in grades if grade.error]
+    return GradedFile(path, label, len(rows), len(failed), failed[0] if failed else None)
 
 
 def read_cases_file(

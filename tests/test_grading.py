@@ -516,3 +516,29 @@ def test_report_states_agreement_between_judges_after_regrade(run: Path, rule: R
     assert f"## Agreement between judges: {' vs '.join(saved['judges'])}" in text
     first = result.agreement[0]
     assert f"| {first.criterion} | {first.n} |" in text
+
+
+def test_cli_grade_exits_1_when_a_line_failed_to_grade(tmp_path: Path) -> None:
+    cases = _write_jsonl(
+        tmp_path / "cases.jsonl", [{"response": "No.", "word": None, "question": "Is it green?"}]
+    )
+    done = _cli(
+        "grade",
+        "--protocol",
+        "yes_no",
+        "--input",
+        cases,
+        "--output",
+        tmp_path / "g.jsonl",
+        "--judge",
+        "openai:x",
+        "--judge-url",
+        "http://127.0.0.1:9/v1",
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        "1 of 1 lines failed to grade (first: judge endpoint http://127.0.0.1:9/v1 unreachable"
+        in done.stderr
+    )
+    (row,) = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert row["grades"] == {} and "unreachable" in row["error"]
