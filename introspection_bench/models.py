@@ -195,6 +195,10 @@ def find_decoder_layers(model: Any) -> list[Any]:
     return list(node)
 
 
+#: Weight files a `local:` directory must hold one of (safetensors, PyTorch bin, sharded).
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "*.pt")
+
+
 def cache_root() -> Path:
     """Root of the project's on-disk caches (`$INTROSPECTION_BENCH_CACHE` or the XDG cache)."""
     explicit = os.environ.get("INTROSPECTION_BENCH_CACHE")
@@ -348,12 +352,19 @@ def _local_directory(spec: ModelSpec) -> tuple[Path | str, dict[str, str]]:
             raise ModelSpecError(
                 f"GGUF file not found: {gguf}; give an existing path as gguf:<file>"
             )
+        check_gguf(gguf)
         return convert_gguf(gguf), {"source": str(gguf)}
     if spec.kind == "local":
         directory = Path(spec.target).expanduser()
         if not (directory / "config.json").is_file():
             raise ModelSpecError(
                 f"local model directory {directory} has no config.json; "
+                "point local:<dir> at a directory written by save_pretrained"
+            )
+        if not any(next(directory.glob(pattern), None) for pattern in WEIGHT_FILES):
+            raise ModelSpecError(
+                f"local model directory {directory} has a config.json but no weights "
+                f"({', '.join(WEIGHT_FILES)}); copy the checkpoint's weight files there or "
                 "point local:<dir> at a directory written by save_pretrained"
             )
         return directory, {"source": str(directory.resolve())}
@@ -377,6 +388,22 @@ def _hub_snapshot(repo_id: str) -> str:
         raise ModelSpecError(
             f"cannot fetch hf:{repo_id}: {error}; check the repo id and your HF token"
         ) from error
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse a file that is not GGUF (its first 4 bytes are the magic `GGUF`).
+
+    Raises:
+        ModelSpecError: Naming the file, what it starts with, and the fix.
+
+    """
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ModelSpecError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); give a .gguf "
+            "model file as gguf:<file>, or a save_pretrained directory as local:<dir>"
+        )
 
 
 def convert_gguf(gguf: Path) -> Path:

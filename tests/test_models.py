@@ -252,6 +252,23 @@ def test_local_dir_without_config_errors(tmp_path: Path) -> None:
         load_model(f"local:{tmp_path}", device="cpu", dtype="fp32")
 
 
+def test_local_dir_without_weights_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(
+        ModelSpecError, match=r"has a config\.json but no weights \(\*\.safetensors"
+    ):
+        load_model(f"local:{tmp_path}", device="cpu", dtype="fp32")
+
+
+def test_a_file_that_is_not_gguf_is_a_one_line_error(tmp_path: Path) -> None:
+    fake = tmp_path / "model.gguf"
+    fake.write_text("<html>404 not found</html>")
+    with pytest.raises(
+        ModelSpecError, match=r"model\.gguf is not a GGUF file \(it starts with b'<htm'"
+    ):
+        load_model(f"gguf:{fake}", device="cpu", dtype="fp32")
+
+
 def test_missing_gguf_file_errors(tmp_path: Path) -> None:
     missing = tmp_path / "absent.gguf"
     with pytest.raises(ModelSpecError, match=re.escape(str(missing))):
