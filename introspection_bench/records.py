@@ -24,7 +24,7 @@ TRIALS_FILE = "trials.jsonl"
 RUN_FILE = "run.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrialRecord:
     """Everything about one trial: identity, configuration, prompt, completion and grades."""
 

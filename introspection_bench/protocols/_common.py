@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from introspection_bench.errors import ConfigError
-from introspection_bench.protocols.base import Cell, MetricResult
+from introspection_bench.protocols.base import Cell, MetricResult, Verdict
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import Rate, clustered_rate, holm
 
@@ -68,6 +68,7 @@ def holm_for_cell(
 
     Raises:
         ConfigError: When `cell` is not part of the sweep.
+
     """
     cells = sweep_cells(session, protocol)
     if cell not in cells:
@@ -86,3 +87,23 @@ def verdict_line(
     status = "PASS" if passed else "FAIL"
     numbers = "; ".join(m.describe() for m in metrics)
     return f"{status} {test}[{cell.label}]: {numbers} | rule: {rule}"
+
+
+def decide(
+    test: str,
+    cell: Cell,
+    passed: bool,
+    metrics: Sequence[MetricResult],
+    rule: str,
+    multiple_comparison: str = "none",
+) -> Verdict:
+    """The verdict of `test` at `cell`, with its one readable line."""
+    return Verdict(
+        test=test,
+        cell=cell,
+        passed=passed,
+        message=verdict_line(test, cell, passed, metrics, rule),
+        metrics=list(metrics),
+        rule=rule,
+        multiple_comparison=multiple_comparison,
+    )

@@ -14,12 +14,12 @@ from introspection_bench.chat import render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
+    decide,
     holm_for_cell,
     rate_of,
     sample_words,
     select,
     sweep_cells,
-    verdict_line,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
@@ -47,21 +47,21 @@ def build_trials(session: BenchSession) -> list[Trial]:
             trial_id = f"{NAME}/none/p{p}/{concept}/{i}"
             trials.append(
                 Trial(
-                    trial_id,
-                    NAME,
-                    "none",
-                    concept,
-                    None,
-                    None,
-                    prompt,
-                    None,
-                    None,
-                    None,
-                    MAX_NEW_TOKENS,
-                    TEMPERATURE,
-                    seed_from_id(trial_id, seed),
-                    grade,
-                    {"question": question},
+                    trial_id=trial_id,
+                    protocol=NAME,
+                    condition="none",
+                    concept=concept,
+                    layer=None,
+                    strength=None,
+                    prompt=prompt,
+                    injection=None,
+                    injected_norm=None,
+                    norm_ratio=None,
+                    max_new_tokens=MAX_NEW_TOKENS,
+                    temperature=TEMPERATURE,
+                    seed=seed_from_id(trial_id, seed),
+                    grade=grade,
+                    extra={"question": question},
                 )
             )
             for cell in sweep_cells(session, NAME):
@@ -74,21 +74,21 @@ def build_trials(session: BenchSession) -> list[Trial]:
                 trial_id = f"{NAME}/injected/p{p}/L{layer}/s{cell.strength:g}/{concept}/{i}"
                 trials.append(
                     Trial(
-                        trial_id,
-                        NAME,
-                        "injected",
-                        concept,
-                        layer,
-                        cell.strength,
-                        prompt,
-                        spec,
-                        norm,
-                        ratio,
-                        MAX_NEW_TOKENS,
-                        TEMPERATURE,
-                        seed_from_id(trial_id, seed),
-                        grade,
-                        {"question": question},
+                        trial_id=trial_id,
+                        protocol=NAME,
+                        condition="injected",
+                        concept=concept,
+                        layer=layer,
+                        strength=cell.strength,
+                        prompt=prompt,
+                        injection=spec,
+                        injected_norm=norm,
+                        norm_ratio=ratio,
+                        max_new_tokens=MAX_NEW_TOKENS,
+                        temperature=TEMPERATURE,
+                        seed=seed_from_id(trial_id, seed),
+                        grade=grade,
+                        extra={"question": question},
                     )
                 )
     return trials
@@ -123,6 +123,4 @@ def evaluate(
     rule = (
         f"success lower bound > uninjected upper bound and Holm Fisher p={p_holm:.3g} < {alpha:g}"
     )
-    return Verdict(
-        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule, note
-    )
+    return decide(test, cell, passed, metrics, rule, note)

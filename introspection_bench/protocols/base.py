@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from introspection_bench.session import BenchSession
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Trial:
     """One trial to generate (or, for forward-only protocols, to measure)."""
 
@@ -57,7 +57,7 @@ class Cell:
         return ",".join(parts) or "all"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MetricResult:
     """One number a verdict rests on."""
 
@@ -86,7 +86,17 @@ class MetricResult:
     ) -> MetricResult:
         """Wrap a `stats.Rate`."""
         return cls(
-            name, condition, layer, strength, r.estimate, r.low, r.high, r.k, r.n, r.method, params
+            name=name,
+            condition=condition,
+            layer=layer,
+            strength=strength,
+            estimate=r.estimate,
+            low=r.low,
+            high=r.high,
+            k=r.k,
+            n=r.n,
+            method=r.method,
+            params=params,
         )
 
     def describe(self) -> str:
@@ -104,7 +114,7 @@ def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f}%"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Verdict:
     """A test's pass/fail and the numbers that decided it."""
 

@@ -17,12 +17,12 @@ from introspection_bench.concepts import random_vectors
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
+    decide,
     holm_for_cell,
     rate_of,
     sample_words,
     select,
     sweep_cells,
-    verdict_line,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
@@ -59,16 +59,16 @@ def build_trials(session: BenchSession) -> list[Trial]:
         grade = GradeRequest(NAME, "", word=None)
         trials.append(
             Trial(
-                trial_id,
-                NAME,
-                "control",
-                None,
-                None,
-                None,
-                prompt,
-                None,
-                None,
-                None,
+                trial_id=trial_id,
+                protocol=NAME,
+                condition="control",
+                concept=None,
+                layer=None,
+                strength=None,
+                prompt=prompt,
+                injection=None,
+                injected_norm=None,
+                norm_ratio=None,
                 seed=seed_from_id(trial_id, seed),
                 grade=grade,
                 **common,
@@ -92,16 +92,16 @@ def build_trials(session: BenchSession) -> list[Trial]:
                 )
                 trials.append(
                     Trial(
-                        trial_id,
-                        NAME,
-                        condition,
-                        concept,
-                        layer,
-                        cell.strength,
-                        prompt,
-                        spec,
-                        norm,
-                        ratio,
+                        trial_id=trial_id,
+                        protocol=NAME,
+                        condition=condition,
+                        concept=concept,
+                        layer=layer,
+                        strength=cell.strength,
+                        prompt=prompt,
+                        injection=spec,
+                        injected_norm=norm,
+                        norm_ratio=ratio,
                         seed=seed_from_id(trial_id, seed),
                         grade=GradeRequest(NAME, "", word=concept),
                         **common,
@@ -127,14 +127,7 @@ def evaluate(
         cap = float(thresholds["control"]["max_false_positive_upper"])
         passed = control.high < cap
         rule = f"false-positive upper bound < {cap:g}"
-        return Verdict(
-            test,
-            cell,
-            passed,
-            verdict_line(test, cell, passed, [control_metric], rule),
-            [control_metric],
-            rule,
-        )
+        return decide(test, cell, passed, [control_metric], rule)
     layer = session.layer_index(cell.layer)
     if test == "random_vector":
         rand = rate_of(select(records, "random_vector", layer, cell.strength), "affirms")
@@ -146,14 +139,7 @@ def evaluate(
         rule = (
             f"random-vector detection not above control (one-sided Fisher p={p:.3g} >= {alpha:g})"
         )
-        return Verdict(
-            test,
-            cell,
-            passed,
-            verdict_line(test, cell, passed, [metric, control_metric], rule),
-            [metric, control_metric],
-            rule,
-        )
+        return decide(test, cell, passed, [metric, control_metric], rule)
     return _detection_verdict(session, records, cell, control, control_metric, alpha)
 
 
@@ -184,12 +170,4 @@ def _detection_verdict(
     ]
     passed = success.low > control.high and success.low > rand.high and p_holm < alpha
     rule = f"success lower bound > control and random-vector upper bounds, and Holm p={p_holm:.3g} < {alpha:g}"
-    return Verdict(
-        "injected_thought",
-        cell,
-        passed,
-        verdict_line("injected_thought", cell, passed, metrics, rule),
-        metrics,
-        rule,
-        note,
-    )
+    return decide("injected_thought", cell, passed, metrics, rule, note)

@@ -19,12 +19,12 @@ from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
+    decide,
     holm_for_cell,
     rate_of,
     sample_words,
     select,
     sweep_cells,
-    verdict_line,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
@@ -61,16 +61,16 @@ def build_trials(session: BenchSession) -> list[Trial]:
         trial_id = f"{NAME}/none/{i}"
         trials.append(
             Trial(
-                trial_id,
-                NAME,
-                "none",
-                word.lower(),
-                None,
-                None,
-                prompt,
-                None,
-                None,
-                None,
+                trial_id=trial_id,
+                protocol=NAME,
+                condition="none",
+                concept=word.lower(),
+                layer=None,
+                strength=None,
+                prompt=prompt,
+                injection=None,
+                injected_norm=None,
+                norm_ratio=None,
                 seed=seed_from_id(trial_id, seed),
                 grade=grade,
                 extra=extra,
@@ -89,16 +89,16 @@ def build_trials(session: BenchSession) -> list[Trial]:
                 trial_id = f"{NAME}/{condition}/L{layer}/s{cell.strength:g}/{i}"
                 trials.append(
                     Trial(
-                        trial_id,
-                        NAME,
-                        condition,
-                        word.lower(),
-                        layer,
-                        cell.strength,
-                        prompt,
-                        spec,
-                        norm,
-                        ratio,
+                        trial_id=trial_id,
+                        protocol=NAME,
+                        condition=condition,
+                        concept=word.lower(),
+                        layer=layer,
+                        strength=cell.strength,
+                        prompt=prompt,
+                        injection=spec,
+                        injected_norm=norm,
+                        norm_ratio=ratio,
                         seed=seed_from_id(trial_id, seed),
                         grade=grade,
                         extra={**extra, "injected_word": injected_word.lower()},
@@ -162,6 +162,4 @@ def evaluate(
         f"matching lowers apologies below min(none, random_word) by {reduction:+.1%}: "
         f"Holm Fisher p={p_holm:.3g} < {alpha:g}"
     )
-    return Verdict(
-        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule, note
-    )
+    return decide(test, cell, passed, metrics, rule, note)

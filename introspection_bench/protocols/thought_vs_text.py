@@ -16,11 +16,11 @@ from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
+    decide,
     holm_for_cell,
     sample_words,
     select,
     sweep_cells,
-    verdict_line,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
@@ -64,21 +64,21 @@ def build_trials(session: BenchSession) -> list[Trial]:
                 )
                 trials.append(
                     Trial(
-                        trial_id,
-                        NAME,
-                        task,
-                        concept,
-                        layer,
-                        cell.strength,
-                        prompt,
-                        spec,
-                        norm,
-                        ratio,
-                        int(template["max_new_tokens"]),
-                        float(template["temperature"]),
-                        seed_from_id(trial_id, seed),
-                        grade,
-                        {"sentence": sentence, "options": list(options)},
+                        trial_id=trial_id,
+                        protocol=NAME,
+                        condition=task,
+                        concept=concept,
+                        layer=layer,
+                        strength=cell.strength,
+                        prompt=prompt,
+                        injection=spec,
+                        injected_norm=norm,
+                        norm_ratio=ratio,
+                        max_new_tokens=int(template["max_new_tokens"]),
+                        temperature=float(template["temperature"]),
+                        seed=seed_from_id(trial_id, seed),
+                        grade=grade,
+                        extra={"sentence": sentence, "options": list(options)},
                     )
                 )
     return trials
@@ -150,9 +150,7 @@ def evaluate(
         f"naming above {chance:.0%} chance (binomial Holm p={p_holm:.3g} < {alpha:g}) "
         f"and transcription >= {floor:.0%}"
     )
-    return Verdict(
-        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule, note
-    )
+    return decide(test, cell, passed, metrics, rule, note)
 
 
 def _naming_p(k: int, n: int, chance: float) -> float:

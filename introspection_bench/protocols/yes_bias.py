@@ -13,11 +13,11 @@ from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.generation import seed_from_id
 from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
+    decide,
     rate_of,
     sample_words,
     select,
     sweep_cells,
-    verdict_line,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
@@ -93,21 +93,21 @@ def _trial(
     question: str,
 ) -> Trial:
     return Trial(
-        trial_id,
-        NAME,
-        condition,
-        concept,
-        layer,
-        strength,
-        prompt,
-        spec,
-        norm,
-        ratio,
-        MAX_NEW_TOKENS,
-        TEMPERATURE,
-        seed_from_id(trial_id, seed),
-        grade,
-        {"question": question},
+        trial_id=trial_id,
+        protocol=NAME,
+        condition=condition,
+        concept=concept,
+        layer=layer,
+        strength=strength,
+        prompt=prompt,
+        injection=spec,
+        injected_norm=norm,
+        norm_ratio=ratio,
+        max_new_tokens=MAX_NEW_TOKENS,
+        temperature=TEMPERATURE,
+        seed=seed_from_id(trial_id, seed),
+        grade=grade,
+        extra={"question": question},
     )
 
 
@@ -132,6 +132,4 @@ def evaluate(
     ]
     passed = p >= alpha
     rule = f"injected 'yes' rate not above uninjected (one-sided Fisher p={p:.3g} >= {alpha:g})"
-    return Verdict(
-        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule
-    )
+    return decide(test, cell, passed, metrics, rule)
