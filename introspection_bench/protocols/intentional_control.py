@@ -19,7 +19,7 @@ from introspection_bench.chat import RenderedPrompt, SpanRef, render_chat
 from introspection_bench.concepts import extract_concept_vectors
 from introspection_bench.generation import seed_from_id
 from introspection_bench.hooks import positions_from_mask, record
-from introspection_bench.protocols._common import sample_words, verdict_line
+from introspection_bench.protocols._common import decide, sample_words
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import bootstrap_mean
@@ -49,21 +49,21 @@ def build_trials(session: BenchSession) -> list[Trial]:
             trial_id = f"{NAME}/{condition}/{word.lower()}/{i}"
             trials.append(
                 Trial(
-                    trial_id,
-                    NAME,
-                    condition,
-                    word.lower(),
-                    None,
-                    None,
-                    prompt,
-                    None,
-                    None,
-                    None,
-                    0,
-                    0.0,
-                    seed_from_id(trial_id, seed),
-                    None,
-                    {"sentence": sentence, "pair": i},
+                    trial_id=trial_id,
+                    protocol=NAME,
+                    condition=condition,
+                    concept=word.lower(),
+                    layer=None,
+                    strength=None,
+                    prompt=prompt,
+                    injection=None,
+                    injected_norm=None,
+                    norm_ratio=None,
+                    max_new_tokens=0,
+                    temperature=0.0,
+                    seed=seed_from_id(trial_id, seed),
+                    grade=None,
+                    extra={"sentence": sentence, "pair": i},
                 )
             )
     return trials
@@ -174,32 +174,30 @@ def evaluate(
     )
     metrics = [
         MetricResult(
-            f"{NAME}.think_minus_dont",
-            "think-dont_think",
-            layer,
-            None,
-            gap.estimate,
-            gap.low,
-            gap.high,
-            None,
-            len(pairs),
-            gap.method,
+            name=f"{NAME}.think_minus_dont",
+            condition="think-dont_think",
+            layer=layer,
+            strength=None,
+            estimate=gap.estimate,
+            low=gap.low,
+            high=gap.high,
+            k=None,
+            n=len(pairs),
+            method=gap.method,
         ),
         MetricResult(
-            f"{NAME}.dont_minus_baseline",
-            "dont_think-baseline",
-            layer,
-            None,
-            above.estimate,
-            above.low,
-            above.high,
-            None,
-            len(pairs),
-            above.method,
+            name=f"{NAME}.dont_minus_baseline",
+            condition="dont_think-baseline",
+            layer=layer,
+            strength=None,
+            estimate=above.estimate,
+            low=above.low,
+            high=above.high,
+            k=None,
+            n=len(pairs),
+            method=above.method,
         ),
     ]
     passed = gap.low > 0 and above.low > 0
     rule = "think - dont_think > 0 and dont_think - baseline > 0 (95% bootstrap intervals over pairs exclude 0)"
-    return Verdict(
-        test, cell, passed, verdict_line(test, cell, passed, metrics, rule), metrics, rule
-    )
+    return decide(test, cell, passed, metrics, rule)
