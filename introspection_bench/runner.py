@@ -67,15 +67,17 @@ class SuiteRunner:
         thresholds = load_thresholds(thresholds_path)
         store = RecordStore(report_dir, worker)
         stimuli = load_stimuli()
-        # Records are only valid for these protocol versions and stimuli: resuming across a
-        # version bump would silently mix old and new trials.
-        versions = {module.NAME: module.VERSION for module in PROTOCOL_MODULES}
-        store.claim(config.key() | {"protocol_versions": versions, "stimuli_hash": stimuli.sha256})
         judge_options = {"base_url": judge_url} if judge_url else {}
         judge = build_judge(config.judge, **judge_options)
         lm = load_model(config.model, device=config.device, dtype=config.dtype)
         for layer in config.layers:
             lm.resolve_layer(layer)  # a bad --layers value fails here, once, with a clear message
+        # Claimed only now that model, dtype, layers and judge are known good: a failed start
+        # writes nothing, so the corrected command can run in the same --report-dir.
+        # Records are only valid for these protocol versions and stimuli: resuming across a
+        # version bump would silently mix old and new trials.
+        versions = {module.NAME: module.VERSION for module in PROTOCOL_MODULES}
+        store.claim(config.key() | {"protocol_versions": versions, "stimuli_hash": stimuli.sha256})
         return cls(BenchSession(config, lm, stimuli, judge, store), thresholds)
 
     def records(self, module: ModuleType) -> list[TrialRecord]:

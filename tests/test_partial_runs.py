@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from synthetic_runs import THRESHOLDS, cached_run, layer_index
 
-from introspection_bench.errors import RecordsError
+from introspection_bench.errors import IntrospectionBenchError, RecordsError
 from introspection_bench.protocols.base import Cell
 from introspection_bench.records import RecordStore
 from introspection_bench.runner import SuiteRunner
 from introspection_bench.session import RunConfig
 
 pytest_plugins = ["pytester"]
+THRESHOLDS_PATH = Path(__file__).resolve().parents[1] / "suites" / "thresholds.toml"
 
 UNREACHABLE = (
     "judge endpoint http://127.0.0.1:9/v1 unreachable after 2 retries (APIConnectionError: "
@@ -55,7 +59,7 @@ def test_verdict_names_the_judge_error_not_an_empty_rate() -> None:
 
 _CONFTEST = """
 import pytest
-from introspection_bench.errors import RecordsError
+from introspection_bench.errors import IntrospectionBenchError, RecordsError
 
 
 class FailingBench:
@@ -91,3 +95,32 @@ def test_each_test_and_the_terminal_summary_show_the_judge_error(
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory, tiny_builder: Any) -> Path:
+    """A tiny random llama saved with save_pretrained (a `local:` model)."""
+    target = tmp_path_factory.mktemp("tiny") / "llama"
+    lm = tiny_builder("llama")
+    lm.model.save_pretrained(target)
+    lm.tokenizer.save_pretrained(target)
+    return target
+
+
+def test_a_failed_start_writes_nothing_so_the_corrected_rerun_works(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    start = {"worker": None, "judge_url": None, "thresholds_path": THRESHOLDS_PATH}
+    model = f"local:{tiny_dir}"
+    bad = [
+        (RunConfig(model="local:/no/such/dir", device="cpu"), "has no config.json"),
+        (RunConfig(model=model, device="cpu", dtype="fp8"), "unknown dtype 'fp8'"),
+        (RunConfig(model=model, device="cpu", layers=(99,)), "layer 99 is out of range"),
+    ]
+    for config, message in bad:
+        with pytest.raises(IntrospectionBenchError, match=re.escape(message)):
+            SuiteRunner.start(config, run, **start)
+        assert not (run / "run.json").exists(), f"{message}: the failed start claimed {run}"
+    SuiteRunner.start(RunConfig(model=model, device="cpu", dtype="fp32", layers=(1,)), run, **start)
+    assert json.loads((run / "run.json").read_text())["layers"] == [1]
