@@ -124,3 +124,23 @@ def test_a_failed_start_writes_nothing_so_the_corrected_rerun_works(
         assert not (run / "run.json").exists(), f"{message}: the failed start claimed {run}"
     SuiteRunner.start(RunConfig(model=model, device="cpu", dtype="fp32", layers=(1,)), run, **start)
     assert json.loads((run / "run.json").read_text())["layers"] == [1]
+
+
+def test_negative_strength_subtracts_the_same_dose() -> None:
+    """`--strengths -1` injects -1 x the +1 vector: same recorded norm and ratio, sign flipped."""
+    import torch
+
+    from introspection_bench.session import BenchSession
+
+    vector = torch.tensor([3.0, 4.0])
+    reference = SimpleNamespace(median_residual_norm=10.0)
+    for dose in ("raw", "norm"):
+        session = SimpleNamespace(config=RunConfig(dose=dose))
+        plus, norm_plus, ratio_plus = BenchSession.injection(
+            session, 2, vector, 1.0, 1, None, reference
+        )  # type: ignore[arg-type]
+        minus, norm_minus, ratio_minus = BenchSession.injection(
+            session, 2, vector, -1.0, 1, None, reference
+        )  # type: ignore[arg-type]
+        assert minus.strength == -plus.strength != 0
+        assert (norm_minus, ratio_minus) == (norm_plus, ratio_plus)

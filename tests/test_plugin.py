@@ -161,3 +161,12 @@ def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
         "--seed",
         "--report-dir",
     } <= set(options)
+
+
+def test_negative_layer_and_strength_are_accepted_as_documented(suite: pytest.Pytester) -> None:
+    """README: `--layers -1` is the last block (Python-style), `--strengths -1` subtracts."""
+    result = suite.runpytest("--collect-only", "-q", "--layers", "-1", "--strengths=-1,1")
+    assert result.ret == pytest.ExitCode.OK
+    ids = collected(result)
+    assert any(i.endswith("::test_injected_thought[layer=-1,strength=-1]") for i in ids)
+    assert any(i.endswith("::test_injected_thought[layer=-1,strength=1]") for i in ids)
