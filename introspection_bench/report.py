@@ -98,8 +98,11 @@ def write_reports(report_dir: Path, *, judge_accuracy: bool = True) -> tuple[Pat
             (plots_dir / f"{plot.name}.png").write_bytes(plot.png)
     html_path, md_path = report_dir / REPORT_HTML, report_dir / REPORT_MD
     agreements = judge_agreements(report_dir)
-    _write_atomic(html_path, render_html(summary, sections, examples, accuracy, agreements))
-    _write_atomic(md_path, render_markdown(summary, sections, examples, accuracy, agreements))
+    check = records_check(summary, records)
+    _write_atomic(html_path, render_html(summary, sections, examples, accuracy, agreements, check))
+    _write_atomic(
+        md_path, render_markdown(summary, sections, examples, accuracy, agreements, check)
+    )
     return html_path, md_path
 
 
@@ -320,12 +323,43 @@ def judge_accuracy_table(
     return result
 
 
-def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+def records_check(summary: Mapping[str, Any], records: Sequence[TrialRecord]) -> str:
+    """Whether the summary's verdicts and metrics are what its records give (recomputed).
+
+    Uses this checkout's suites/thresholds.toml, when it has the run's thresholds version.
+    """
+    from introspection_bench.submission import recompute
+    from introspection_bench.thresholds import default_thresholds_path, load_thresholds
+
+    thresholds = load_thresholds(default_thresholds_path())
+    version, run_version = (
+        str(thresholds.get("version")),
+        summary["identity"].get("thresholds_version"),
+    )
+    if str(run_version) != version:
+        return (
+            f"not rechecked: decided under thresholds version {run_version}, this checkout "
+            f"has {version}"
+        )
+    _, mismatches = recompute(summary, records, thresholds)
+    if not mismatches:
+        return (
+            f"every verdict and metric recomputed from trials.jsonl (thresholds version "
+            f"{version}): they match"
+        )
+    return (
+        f"MISMATCH: {len(mismatches)} difference(s) between summary.json and trials.jsonl "
+        f"(first: {mismatches[0]}); `introspection-bench validate` lists them"
+    )
+
+
+def _run_facts(summary: Mapping[str, Any], check: str | None = None) -> list[tuple[str, str]]:
     identity, config = summary["identity"], summary["config"]
     passed = sum(1 for v in summary["verdicts"] if v["passed"])
     return [
         ("model", f"{identity['model']} (fingerprint {identity['model_fingerprint'][:16]})"),
         ("completeness", _completeness(summary)),
+        *([("records check", check)] if check else []),
         ("verdicts", f"{passed}/{len(summary['verdicts'])} passed"),
         ("trials", f"{summary['n_trials']} ({summary['n_errors']} with errors)"),
         ("judge", str(identity["judge"])),
@@ -410,6 +444,7 @@ def render_html(
     examples: Sequence[Example],
     accuracy: Mapping[str, Any] | None,
     agreements: Sequence[Mapping[str, Any]] = (),
+    check: str | None = None,
 ) -> str:
     """Render the self-contained HTML report (inline CSS, plots as data: URIs)."""
     e = html.escape
@@ -420,7 +455,7 @@ def render_html(
         f"<h1>{e(title)}</h1>",
         "<table class='run'>",
     ]
-    out += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _run_facts(summary)]
+    out += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _run_facts(summary, check)]
     out.append("</table>")
     for section in sections:
         out.append(
@@ -507,10 +542,11 @@ def render_markdown(
     examples: Sequence[Example],
     accuracy: Mapping[str, Any] | None,
     agreements: Sequence[Mapping[str, Any]] = (),
+    check: str | None = None,
 ) -> str:
     """Render the Markdown report; plots are linked from `plots/` beside it."""
     out = [f"# introspection-bench: {_md(summary['identity']['model'])}", "", "| | |", "|---|---|"]
-    out += [f"| {k} | {_md(v)} |" for k, v in _run_facts(summary)]
+    out += [f"| {k} | {_md(v)} |" for k, v in _run_facts(summary, check)]
     for section in sections:
         out += [
             "",

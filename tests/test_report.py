@@ -186,3 +186,23 @@ def test_report_says_whether_the_run_is_complete(run_dir: Path, tmp_path: Path) 
     write_reports(run, judge_accuracy=False)
     assert f"| completeness | INCOMPLETE: {reason} |" in (run / "report.md").read_text()
     assert f"INCOMPLETE: {reason}" in (run / "report.html").read_text()
+
+
+def test_report_recomputes_the_verdicts_from_the_records(run_dir: Path, tmp_path: Path) -> None:
+    assert (
+        "| records check | every verdict and metric recomputed from trials.jsonl "
+        "(thresholds version 1): they match |"
+    ) in (run_dir / "report.md").read_text()
+    run = tmp_path / "all-passed"
+    shutil.copytree(
+        cached_run(model="one-layer", layers=(0.5,), strengths=(1.0, 2.0), trials=4), run
+    )
+    edit_summary(run, lambda s: [v.update(passed=True) for v in s["verdicts"]])
+    write_reports(run, judge_accuracy=False)
+    text = (run / "report.md").read_text()
+    assert re.search(
+        r"\| records check \| MISMATCH: \d+ difference\(s\) between summary\.json and "
+        r"trials\.jsonl \(first: verdict \w+\[.*\]: summary says PASS, trials\.jsonl with "
+        r"thresholds version 1 gives FAIL\)",
+        text,
+    )
