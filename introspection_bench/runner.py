@@ -22,6 +22,7 @@ from introspection_bench.protocols import (
     yes_bias,
 )
 from introspection_bench.protocols.base import Cell, Verdict
+from introspection_bench.protocols.registry import owner, registered
 from introspection_bench.records import RecordStore, TrialRecord
 from introspection_bench.session import BenchSession, RunConfig
 from introspection_bench.summary import describe_errors
@@ -35,7 +36,8 @@ PROTOCOL_MODULES: tuple[ModuleType, ...] = (
     yes_bias,
     alternative_prompt,
 )
-#: test name -> the protocol module that builds its trials and decides it.
+#: test name -> the built-in protocol module that builds its trials and decides it
+#: (`protocols.registry.owner` also finds registered experiments).
 TEST_OWNERS: dict[str, ModuleType] = {
     test: module for module in PROTOCOL_MODULES for test in module.TESTS
 }
@@ -76,7 +78,7 @@ class SuiteRunner:
         # writes nothing, so the corrected command can run in the same --report-dir.
         # Records are only valid for these protocol versions and stimuli: resuming across a
         # version bump would silently mix old and new trials.
-        versions = {module.NAME: module.VERSION for module in PROTOCOL_MODULES}
+        versions = {m.NAME: m.VERSION for m in (*PROTOCOL_MODULES, *registered())}
         store.claim(config.key() | {"protocol_versions": versions, "stimuli_hash": stimuli.sha256})
         return cls(BenchSession(config, lm, stimuli, judge, store), thresholds)
 
@@ -97,9 +99,7 @@ class SuiteRunner:
             ConfigError: For an unknown test name, listing the known ones.
 
         """
-        module = TEST_OWNERS.get(test)
-        if module is None:
-            raise ConfigError(f"unknown test {test!r}; known: {', '.join(sorted(TEST_OWNERS))}")
+        module = owner(test)
         records = self.records(module)
         failed = describe_errors(records)
         try:
@@ -143,8 +143,8 @@ def verdict_data(verdict: Verdict, identity: Mapping[str, Any]) -> dict[str, Any
         "strength": verdict.cell.strength,
         "label": verdict.cell.label,
     }
-    data["protocol"] = TEST_OWNERS[verdict.test].NAME
-    data["protocol_version"] = TEST_OWNERS[verdict.test].VERSION
+    data["protocol"] = owner(verdict.test).NAME
+    data["protocol_version"] = owner(verdict.test).VERSION
     data["identity"] = dict(identity)
     return data
 
@@ -198,9 +198,7 @@ def verdicts_from_records(
         by_protocol.setdefault(record.protocol, []).append(record)
     verdicts = []
     for test, cell in tests:
-        module = TEST_OWNERS.get(test)
-        if module is None:
-            raise ConfigError(f"unknown test {test!r}; known: {', '.join(sorted(TEST_OWNERS))}")
+        module = owner(test)
         verdict = module.evaluate(session, by_protocol.get(module.NAME, []), test, cell, thresholds)
         verdicts.append(verdict_data(verdict, identity))
     return verdicts

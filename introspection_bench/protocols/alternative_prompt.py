@@ -10,18 +10,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from introspection_bench.chat import render_chat
-from introspection_bench.generation import seed_from_id
-from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
     decide,
     holm_for_cell,
     rate_of,
     sample_words,
     select,
-    sweep_cells,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
+from introspection_bench.protocols.declare import (
+    Check,
+    Condition,
+    Experiment,
+    Grading,
+    Inject,
+    Sample,
+    Window,
+)
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import fisher_less
 
@@ -30,68 +35,25 @@ if TYPE_CHECKING:
 
 NAME = "alternative_prompt"
 VERSION = "1"
-TESTS = ("alternative_prompt",)
 MAX_NEW_TOKENS = 50
 TEMPERATURE = 1.0
 
 
-def build_trials(session: BenchSession) -> list[Trial]:
-    """Per prompt and concept: one uninjected trial, and one injected trial per cell."""
+def _samples(session: BenchSession, protocol: str) -> list[Sample]:
+    """Every (prompt, concept) pair; `p` numbers the prompt, `i` the concept."""
     n, seed = session.config.trials, session.config.seed
-    concepts = sample_words(session.stimuli.words("concept_words"), n, seed, NAME)
-    trials = []
-    for p, question in enumerate(session.stimuli.template("alternative_prompts")["prompts"]):
-        prompt = render_chat(session.lm.tokenizer, [("user", question)])
-        for i, concept in enumerate(concepts):
-            grade = GradeRequest(NAME, "", word=concept, question=question)
-            trial_id = f"{NAME}/none/p{p}/{concept}/{i}"
-            trials.append(
-                Trial(
-                    trial_id=trial_id,
-                    protocol=NAME,
-                    condition="none",
-                    concept=concept,
-                    layer=None,
-                    strength=None,
-                    prompt=prompt,
-                    injection=None,
-                    injected_norm=None,
-                    norm_ratio=None,
-                    max_new_tokens=MAX_NEW_TOKENS,
-                    temperature=TEMPERATURE,
-                    seed=seed_from_id(trial_id, seed),
-                    grade=grade,
-                    extra={"question": question},
-                )
-            )
-            for cell in sweep_cells(session, NAME):
-                layer = session.layer_index(cell.layer)
-                vectors = session.vectors(layer)
-                # "every position": from token 1 (never the attention sink) through generation.
-                spec, norm, ratio = session.injection(
-                    layer, vectors[concept], cell.strength, 1, None, vectors
-                )
-                trial_id = f"{NAME}/injected/p{p}/L{layer}/s{cell.strength:g}/{concept}/{i}"
-                trials.append(
-                    Trial(
-                        trial_id=trial_id,
-                        protocol=NAME,
-                        condition="injected",
-                        concept=concept,
-                        layer=layer,
-                        strength=cell.strength,
-                        prompt=prompt,
-                        injection=spec,
-                        injected_norm=norm,
-                        norm_ratio=ratio,
-                        max_new_tokens=MAX_NEW_TOKENS,
-                        temperature=TEMPERATURE,
-                        seed=seed_from_id(trial_id, seed),
-                        grade=grade,
-                        extra={"question": question},
-                    )
-                )
-    return trials
+    concepts = sample_words(session.stimuli.words("concept_words"), n, seed, protocol)
+    questions = session.stimuli.template("alternative_prompts")["prompts"]
+    return [
+        Sample(
+            index=i,
+            fields={"p": p, "question": question, "concept": concept},
+            concept=concept,
+            extra={"question": question},
+        )
+        for p, question in enumerate(questions)
+        for i, concept in enumerate(concepts)
+    ]
 
 
 def evaluate(
@@ -124,3 +86,27 @@ def evaluate(
         f"success lower bound > uninjected upper bound and Holm Fisher p={p_holm:.3g} < {alpha:g}"
     )
     return decide(test, cell, passed, metrics, rule, note)
+
+
+PROTOCOL = Experiment(
+    name=NAME,
+    turns=[("user", "{question}")],
+    samples=_samples,
+    conditions=[
+        Condition(name="none"),
+        # "every position": from token 1 (never the attention sink) through generation.
+        Condition(name="injected", inject=Inject(window=Window(start=1))),
+    ],
+    grading=Grading(kind=NAME, word="concept", question="question"),
+    checks=[Check(name="alternative_prompt", rule=evaluate)],
+    max_new_tokens=MAX_NEW_TOKENS,
+    temperature=TEMPERATURE,
+    control_id="{protocol}/{condition}/p{p}/{concept}/{i}",
+    trial_id="{protocol}/{condition}/p{p}/L{layer}/s{strength:g}/{concept}/{i}",
+)
+TESTS = PROTOCOL.TESTS
+
+
+def build_trials(session: BenchSession) -> list[Trial]:
+    """Per prompt and concept: one uninjected trial, and one injected trial per cell."""
+    return PROTOCOL.build_trials(session)

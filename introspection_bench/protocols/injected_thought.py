@@ -12,19 +12,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from introspection_bench.chat import SpanRef, render_chat
-from introspection_bench.concepts import random_vectors
-from introspection_bench.generation import seed_from_id
-from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
     decide,
     holm_for_cell,
     rate_of,
-    sample_words,
     select,
-    sweep_cells,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
+from introspection_bench.protocols.declare import (
+    Check,
+    Condition,
+    Experiment,
+    Grading,
+    Inject,
+    Span,
+    Window,
+    word_samples,
+)
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import fisher_less
 
@@ -33,81 +37,6 @@ if TYPE_CHECKING:
 
 NAME = "injected_thought"
 VERSION = "1"
-TESTS = ("injected_thought", "random_vector", "control")
-
-
-def render(session: BenchSession) -> Any:
-    """The Exp 1 prompt with the injection start span."""
-    turns = session.stimuli.turns(session.stimuli.template("injected_thought"))
-    return render_chat(session.lm.tokenizer, turns, {"window": SpanRef.of(turns, 2, "\n\nTrial 1")})
-
-
-def build_trials(session: BenchSession) -> list[Trial]:
-    """Injected and random-vector trials for every cell, and one control set."""
-    prompt = render(session)
-    start = prompt.spans["window"][0]
-    template = session.stimuli.template("injected_thought")
-    n, seed = session.config.trials, session.config.seed
-    concepts = sample_words(session.stimuli.words("concept_words"), n, seed, NAME)
-    common = {
-        "max_new_tokens": int(template["max_new_tokens"]),
-        "temperature": float(template["temperature"]),
-    }
-    trials = []
-    for i in range(n):
-        trial_id = f"{NAME}/control/{i}"
-        grade = GradeRequest(NAME, "", word=None)
-        trials.append(
-            Trial(
-                trial_id=trial_id,
-                protocol=NAME,
-                condition="control",
-                concept=None,
-                layer=None,
-                strength=None,
-                prompt=prompt,
-                injection=None,
-                injected_norm=None,
-                norm_ratio=None,
-                seed=seed_from_id(trial_id, seed),
-                grade=grade,
-                **common,
-            )
-        )
-    for cell in sweep_cells(session, NAME):
-        layer = session.layer_index(cell.layer)
-        vectors = session.vectors(layer)
-        for i, concept in enumerate(concepts):
-            concept_vector = vectors[concept]
-            random_vector = random_vectors(
-                concept_vector, 1, seed_from_id(f"{concept}/{i}/{layer}", seed)
-            )[0]
-            for condition, vector in (
-                ("injected", concept_vector),
-                ("random_vector", random_vector),
-            ):
-                trial_id = f"{NAME}/{condition}/L{layer}/s{cell.strength:g}/{concept}/{i}"
-                spec, norm, ratio = session.injection(
-                    layer, vector, cell.strength, start, None, vectors
-                )
-                trials.append(
-                    Trial(
-                        trial_id=trial_id,
-                        protocol=NAME,
-                        condition=condition,
-                        concept=concept,
-                        layer=layer,
-                        strength=cell.strength,
-                        prompt=prompt,
-                        injection=spec,
-                        injected_norm=norm,
-                        norm_ratio=ratio,
-                        seed=seed_from_id(trial_id, seed),
-                        grade=GradeRequest(NAME, "", word=concept),
-                        **common,
-                    )
-                )
-    return trials
 
 
 def evaluate(
@@ -171,3 +100,32 @@ def _detection_verdict(
     passed = success.low > control.high and success.low > rand.high and p_holm < alpha
     rule = f"success lower bound > control and random-vector upper bounds, and Holm p={p_holm:.3g} < {alpha:g}"
     return decide("injected_thought", cell, passed, metrics, rule, note)
+
+
+#: From the "\n\n" before "Trial 1" through every generated token.
+WINDOW = Window(start="window")
+PROTOCOL = Experiment(
+    name=NAME,
+    turns=NAME,
+    spans=[Span(name="window", turn=2, text="\n\nTrial 1")],
+    samples=word_samples("concept_words"),
+    conditions=[
+        Condition(name="control", records_concept=False, grading=Grading(kind=NAME)),
+        Condition(name="injected", inject=Inject(window=WINDOW)),
+        Condition(name="random_vector", inject=Inject(window=WINDOW, random=True)),
+    ],
+    grading=Grading(kind=NAME, word="concept"),
+    checks=[
+        Check(name="injected_thought", rule=evaluate),
+        Check(name="random_vector", rule=evaluate),
+        Check(name="control", rule=evaluate, per="run"),
+    ],
+    trial_id="{protocol}/{condition}/L{layer}/s{strength:g}/{concept}/{i}",
+    order="cell",
+)
+TESTS = PROTOCOL.TESTS
+
+
+def build_trials(session: BenchSession) -> list[Trial]:
+    """Injected and random-vector trials for every cell, and one control set."""
+    return PROTOCOL.build_trials(session)

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from introspection_bench.chat import RenderedPrompt, SpanRef, render_chat
+from introspection_bench.chat import RenderedPrompt
 from introspection_bench.concepts import extract_concept_vectors
-from introspection_bench.generation import seed_from_id
+from introspection_bench.errors import StimuliError
 from introspection_bench.hooks import positions_from_mask, record
 from introspection_bench.protocols._common import decide, sample_words
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
+from introspection_bench.protocols.declare import Check, Condition, Experiment, Sample, Span
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import bootstrap_mean
 
@@ -29,44 +30,45 @@ if TYPE_CHECKING:
 
 NAME = "intentional_control"
 VERSION = "1"
-TESTS = ("intentional_control",)
 
 
-def build_trials(session: BenchSession) -> list[Trial]:
-    """One teacher-forced trial per (word, sentence) pair and instruction."""
+#: The instructions of the paper's template, in its order (think, dont_think, six incentives).
+INSTRUCTIONS = (
+    "think",
+    "dont_think",
+    "rewarded",
+    "punished",
+    "happy",
+    "sad",
+    "charity",
+    "terrorist",
+)
+
+
+def _samples(session: BenchSession, protocol: str) -> list[Sample]:
+    """A (word, sentence) pair per sample, with each instruction filled in for its word.
+
+    Raises:
+        StimuliError: When the stimuli's instructions are not `INSTRUCTIONS`.
+    """
     stimuli, n, seed = session.stimuli, session.config.trials, session.config.seed
-    template = stimuli.template(NAME)
-    words = sample_words(stimuli.data["concept_words"], n, seed, NAME)
-    sentences = sample_words(stimuli.data["sentences"], n, seed, f"{NAME}/sentences")
-    trials = []
+    instructions = stimuli.template(protocol)["instructions"]
+    if tuple(instructions) != INSTRUCTIONS:
+        raise StimuliError(
+            f"{protocol} instructions are {', '.join(instructions)}; expected "
+            f"{', '.join(INSTRUCTIONS)} (update INSTRUCTIONS with the stimuli)"
+        )
+    words = sample_words(stimuli.data["concept_words"], n, seed, protocol)
+    sentences = sample_words(stimuli.data["sentences"], n, seed, f"{protocol}/sentences")
+    samples = []
     for i, (word, sentence) in enumerate(zip(words, sentences, strict=True)):
-        for condition, instruction in template["instructions"].items():
-            turns = stimuli.turns(
-                template, sentence=sentence, instruction=instruction.format(word=word.lower())
-            )
-            spans = {"sentence": SpanRef.whole(turns, 1)}
-            prompt = render_chat(session.lm.tokenizer, turns, spans, add_generation_prompt=False)
-            trial_id = f"{NAME}/{condition}/{word.lower()}/{i}"
-            trials.append(
-                Trial(
-                    trial_id=trial_id,
-                    protocol=NAME,
-                    condition=condition,
-                    concept=word.lower(),
-                    layer=None,
-                    strength=None,
-                    prompt=prompt,
-                    injection=None,
-                    injected_norm=None,
-                    norm_ratio=None,
-                    max_new_tokens=0,
-                    temperature=0.0,
-                    seed=seed_from_id(trial_id, seed),
-                    grade=None,
-                    extra={"sentence": sentence, "pair": i},
-                )
-            )
-    return trials
+        fields = {"sentence": sentence, "concept": word.lower()} | {
+            f"instruction_{name}": text.format(word=word.lower())
+            for name, text in instructions.items()
+        }
+        extra = {"sentence": sentence, "pair": i}
+        samples.append(Sample(index=i, fields=fields, concept=word.lower(), extra=extra))
+    return samples
 
 
 def run(session: BenchSession) -> list[TrialRecord]:
@@ -201,3 +203,27 @@ def evaluate(
     passed = gap.low > 0 and above.low > 0
     rule = "think - dont_think > 0 and dont_think - baseline > 0 (95% bootstrap intervals over pairs exclude 0)"
     return decide(test, cell, passed, metrics, rule)
+
+
+PROTOCOL = Experiment(
+    name=NAME,
+    turns=NAME,
+    spans=[Span(name="sentence", turn=1)],
+    samples=_samples,
+    conditions=[
+        Condition(name=name, fields={"instruction": f"{{instruction_{name}}}"})
+        for name in INSTRUCTIONS
+    ],
+    checks=[Check(name="intentional_control", rule=evaluate, per="layer")],
+    max_new_tokens=0,
+    temperature=0.0,
+    control_id="{protocol}/{condition}/{concept}/{i}",
+    add_generation_prompt=False,
+    run=run,
+)
+TESTS = PROTOCOL.TESTS
+
+
+def build_trials(session: BenchSession) -> list[Trial]:
+    """One teacher-forced trial per (word, sentence) pair and instruction."""
+    return PROTOCOL.build_trials(session)

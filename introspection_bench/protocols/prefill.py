@@ -15,18 +15,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from introspection_bench.chat import SpanRef, render_chat
-from introspection_bench.generation import seed_from_id
-from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
     decide,
     holm_for_cell,
     rate_of,
     sample_words,
     select,
-    sweep_cells,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
+from introspection_bench.protocols.declare import (
+    Check,
+    Condition,
+    Experiment,
+    Grading,
+    Inject,
+    Sample,
+    Span,
+    Window,
+)
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import Rate, fisher_less
 
@@ -35,77 +41,28 @@ if TYPE_CHECKING:
 
 NAME = "prefill"
 VERSION = "1"
-TESTS = ("prefill",)
 INJECTED_CONDITIONS = ("matching", "random_word", "last_turn")
 
 
-def build_trials(session: BenchSession) -> list[Trial]:
-    """The `none` set once and the three injected conditions at every cell."""
+def _samples(session: BenchSession, protocol: str) -> list[Sample]:
+    """A sentence, a prefilled word and another word (never the same) per sample."""
     stimuli, n, seed = session.stimuli, session.config.trials, session.config.seed
-    template = stimuli.template(NAME)
-    sentences = sample_words(stimuli.data["sentences"], n, seed, f"{NAME}/sentences")
-    words = sample_words(stimuli.data["concept_words"], n, seed, NAME)
-    others = sample_words(stimuli.data["concept_words"], n, seed, f"{NAME}/random")
-    common = {
-        "max_new_tokens": int(template["max_new_tokens"]),
-        "temperature": float(template["temperature"]),
-    }
-    trials = []
+    sentences = sample_words(stimuli.data["sentences"], n, seed, f"{protocol}/sentences")
+    words = sample_words(stimuli.data["concept_words"], n, seed, protocol)
+    others = sample_words(stimuli.data["concept_words"], n, seed, f"{protocol}/random")
+    samples = []
     for i, (sentence, word) in enumerate(zip(sentences, words, strict=True)):
         other = others[i] if others[i] != word else others[(i + 1) % n] if n > 1 else "Dust"
-        turns = stimuli.turns(template, sentence=sentence, word=word)
-        spans = {"sentence": SpanRef.of(turns, 0, sentence), "last_turn": SpanRef.whole(turns, 2)}
-        prompt = render_chat(session.lm.tokenizer, turns, spans)
-        grade = GradeRequest(NAME, "", word=word.lower())
+        fields = {
+            "sentence": sentence,
+            "word": word,
+            "other": other,
+            "concept": word.lower(),
+            "other_lower": other.lower(),
+        }
         extra = {"sentence": sentence, "prefilled": word}
-        trial_id = f"{NAME}/none/{i}"
-        trials.append(
-            Trial(
-                trial_id=trial_id,
-                protocol=NAME,
-                condition="none",
-                concept=word.lower(),
-                layer=None,
-                strength=None,
-                prompt=prompt,
-                injection=None,
-                injected_norm=None,
-                norm_ratio=None,
-                seed=seed_from_id(trial_id, seed),
-                grade=grade,
-                extra=extra,
-                **common,
-            )
-        )
-        for cell in sweep_cells(session, NAME):
-            layer = session.layer_index(cell.layer)
-            vectors = session.vectors(layer)
-            for condition in INJECTED_CONDITIONS:
-                injected_word = other if condition == "random_word" else word
-                start, end = prompt.spans["last_turn" if condition == "last_turn" else "sentence"]
-                spec, norm, ratio = session.injection(
-                    layer, vectors[injected_word], cell.strength, start, end, vectors
-                )
-                trial_id = f"{NAME}/{condition}/L{layer}/s{cell.strength:g}/{i}"
-                trials.append(
-                    Trial(
-                        trial_id=trial_id,
-                        protocol=NAME,
-                        condition=condition,
-                        concept=word.lower(),
-                        layer=layer,
-                        strength=cell.strength,
-                        prompt=prompt,
-                        injection=spec,
-                        injected_norm=norm,
-                        norm_ratio=ratio,
-                        seed=seed_from_id(trial_id, seed),
-                        grade=grade,
-                        extra={**extra, "injected_word": injected_word.lower()},
-                        **common,
-                    )
-                )
-    return trials
+        samples.append(Sample(index=i, fields=fields, concept=word.lower(), extra=extra))
+    return samples
 
 
 def apologised(record: TrialRecord) -> bool:
@@ -163,3 +120,37 @@ def evaluate(
         f"Holm Fisher p={p_holm:.3g} < {alpha:g}"
     )
     return decide(test, cell, passed, metrics, rule, note)
+
+
+PROTOCOL = Experiment(
+    name=NAME,
+    turns=NAME,
+    spans=[Span(name="sentence", turn=0, text="{sentence}"), Span(name="last_turn", turn=2)],
+    samples=_samples,
+    conditions=[
+        Condition(name="none"),
+        Condition(
+            name="matching",
+            inject=Inject(window=Window.span("sentence"), vector="word"),
+            extra={"injected_word": "concept"},
+        ),
+        Condition(
+            name="random_word",
+            inject=Inject(window=Window.span("sentence"), vector="other"),
+            extra={"injected_word": "other_lower"},
+        ),
+        Condition(
+            name="last_turn",
+            inject=Inject(window=Window.span("last_turn"), vector="word"),
+            extra={"injected_word": "concept"},
+        ),
+    ],
+    grading=Grading(kind=NAME, word="concept"),
+    checks=[Check(name="prefill", rule=evaluate)],
+)
+TESTS = PROTOCOL.TESTS
+
+
+def build_trials(session: BenchSession) -> list[Trial]:
+    """The `none` set once and the three injected conditions at every cell."""
+    return PROTOCOL.build_trials(session)

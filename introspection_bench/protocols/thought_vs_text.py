@@ -12,17 +12,24 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from introspection_bench.chat import SpanRef, render_chat
-from introspection_bench.generation import seed_from_id
-from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
     decide,
     holm_for_cell,
     sample_words,
     select,
-    sweep_cells,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
+from introspection_bench.protocols.declare import (
+    NO_GRADING,
+    Check,
+    Condition,
+    Experiment,
+    Grading,
+    Inject,
+    Sample,
+    Span,
+    Window,
+)
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import binomial_above, clustered_rate
 
@@ -31,57 +38,21 @@ if TYPE_CHECKING:
 
 NAME = "thought_vs_text"
 VERSION = "1"
-TESTS = ("thought_vs_text",)
 N_OPTIONS = 10
 
 
-def build_trials(session: BenchSession) -> list[Trial]:
-    """A think and a repeat trial per (sentence, concept) pair and cell."""
+def _samples(session: BenchSession, protocol: str) -> list[Sample]:
+    """A (sentence, concept) pair per sample, with the 10 options of its forced choice."""
     stimuli, n, seed = session.stimuli, session.config.trials, session.config.seed
-    sentences = sample_words(stimuli.data["sentences"], n, seed, f"{NAME}/sentences")
-    concepts = sample_words(stimuli.words("concept_words"), n, seed, NAME)
-    trials = []
-    for cell in sweep_cells(session, NAME):
-        layer = session.layer_index(cell.layer)
-        vectors = session.vectors(layer)
-        for i, (sentence, concept) in enumerate(zip(sentences, concepts, strict=True)):
-            options = _options(concept, stimuli.words("concept_words"), seed, i)
-            for task in ("think", "repeat"):
-                template = stimuli.template(f"{NAME}_{task}")
-                turns = stimuli.turns(template, sentence=sentence)
-                prompt = render_chat(
-                    session.lm.tokenizer, turns, {"sentence": SpanRef.of(turns, 0, sentence)}
-                )
-                start, end = prompt.spans["sentence"]
-                spec, norm, ratio = session.injection(
-                    layer, vectors[concept], cell.strength, start, end, vectors
-                )
-                trial_id = f"{NAME}/{task}/L{layer}/s{cell.strength:g}/{concept}/{i}"
-                grade = (
-                    GradeRequest(NAME, "", word=concept, options=options)
-                    if task == "think"
-                    else None
-                )
-                trials.append(
-                    Trial(
-                        trial_id=trial_id,
-                        protocol=NAME,
-                        condition=task,
-                        concept=concept,
-                        layer=layer,
-                        strength=cell.strength,
-                        prompt=prompt,
-                        injection=spec,
-                        injected_norm=norm,
-                        norm_ratio=ratio,
-                        max_new_tokens=int(template["max_new_tokens"]),
-                        temperature=float(template["temperature"]),
-                        seed=seed_from_id(trial_id, seed),
-                        grade=grade,
-                        extra={"sentence": sentence, "options": list(options)},
-                    )
-                )
-    return trials
+    sentences = sample_words(stimuli.data["sentences"], n, seed, f"{protocol}/sentences")
+    concepts = sample_words(stimuli.words("concept_words"), n, seed, protocol)
+    samples = []
+    for i, (sentence, concept) in enumerate(zip(sentences, concepts, strict=True)):
+        options = _options(concept, stimuli.words("concept_words"), seed, i)
+        fields = {"sentence": sentence, "concept": concept, "options": options}
+        extra = {"sentence": sentence, "options": list(options)}
+        samples.append(Sample(index=i, fields=fields, concept=concept, extra=extra))
+    return samples
 
 
 def _options(concept: str, words: Sequence[str], seed: int, index: int) -> tuple[str, ...]:
@@ -156,3 +127,34 @@ def evaluate(
 def _naming_p(k: int, n: int, chance: float) -> float:
     """One-sided binomial p that naming beats chance (1.0 without trials)."""
     return binomial_above(k, n, chance) if n else 1.0
+
+
+PROTOCOL = Experiment(
+    name=NAME,
+    turns=f"{NAME}_think",
+    spans=[Span(name="sentence", turn=0, text="{sentence}")],
+    samples=_samples,
+    conditions=[
+        Condition(
+            name="think",
+            turns=f"{NAME}_think",
+            inject=Inject(window=Window.span("sentence")),
+        ),
+        Condition(
+            name="repeat",
+            turns=f"{NAME}_repeat",
+            inject=Inject(window=Window.span("sentence")),
+            grading=NO_GRADING,  # scored by transcription, not judged
+        ),
+    ],
+    grading=Grading(kind=NAME, word="concept", options="options"),
+    checks=[Check(name="thought_vs_text", rule=evaluate)],
+    trial_id="{protocol}/{condition}/L{layer}/s{strength:g}/{concept}/{i}",
+    order="cell",
+)
+TESTS = PROTOCOL.TESTS
+
+
+def build_trials(session: BenchSession) -> list[Trial]:
+    """A think and a repeat trial per (sentence, concept) pair and cell."""
+    return PROTOCOL.build_trials(session)

@@ -9,17 +9,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from introspection_bench.chat import SpanRef, render_chat
-from introspection_bench.generation import seed_from_id
-from introspection_bench.judges.base import GradeRequest
 from introspection_bench.protocols._common import (
     decide,
     rate_of,
     sample_words,
     select,
-    sweep_cells,
 )
 from introspection_bench.protocols.base import Cell, MetricResult, Trial, Verdict
+from introspection_bench.protocols.declare import (
+    Check,
+    Condition,
+    Experiment,
+    Grading,
+    Inject,
+    Sample,
+    Span,
+    Window,
+)
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import fisher_less
 
@@ -28,87 +34,24 @@ if TYPE_CHECKING:
 
 NAME = "yes_bias"
 VERSION = "1"
-TESTS = ("yes_bias",)
 MAX_NEW_TOKENS = 20
 TEMPERATURE = 1.0
 
 
-def build_trials(session: BenchSession) -> list[Trial]:
-    """Every question uninjected once, and injected (one concept each) at every cell."""
+def _samples(session: BenchSession, protocol: str) -> list[Sample]:
+    """The first `--trials` questions (cycling), each with one concept to inject."""
     questions = session.stimuli.data["yes_bias_questions"]
     n, seed = session.config.trials, session.config.seed
-    chosen = [questions[i % len(questions)] for i in range(n)]
-    concepts = sample_words(session.stimuli.words("concept_words"), n, seed, NAME)
-    template = session.stimuli.template(NAME)
-    trials = []
-    for i, question in enumerate(chosen):
-        turns = session.stimuli.turns(template, question=question)
-        prompt = render_chat(session.lm.tokenizer, turns, {"question": SpanRef.whole(turns, 0)})
-        trial_id = f"{NAME}/none/{i}"
-        grade = GradeRequest("yes_no", "", question=question)
-        trials.append(
-            _trial(
-                trial_id, "none", None, None, None, prompt, None, None, None, seed, grade, question
-            )
+    concepts = sample_words(session.stimuli.words("concept_words"), n, seed, protocol)
+    return [
+        Sample(
+            index=i,
+            fields={"question": questions[i % len(questions)], "concept": concepts[i]},
+            concept=concepts[i],
+            extra={"question": questions[i % len(questions)]},
         )
-        for cell in sweep_cells(session, NAME):
-            layer = session.layer_index(cell.layer)
-            vectors = session.vectors(layer)
-            start = prompt.spans["question"][0]
-            spec, norm, ratio = session.injection(
-                layer, vectors[concepts[i]], cell.strength, start, None, vectors
-            )
-            trial_id = f"{NAME}/injected/L{layer}/s{cell.strength:g}/{i}"
-            trials.append(
-                _trial(
-                    trial_id,
-                    "injected",
-                    concepts[i],
-                    layer,
-                    cell.strength,
-                    prompt,
-                    spec,
-                    norm,
-                    ratio,
-                    seed,
-                    grade,
-                    question,
-                )
-            )
-    return trials
-
-
-def _trial(
-    trial_id: str,
-    condition: str,
-    concept: str | None,
-    layer: int | None,
-    strength: float | None,
-    prompt: Any,
-    spec: Any,
-    norm: float | None,
-    ratio: float | None,
-    seed: int,
-    grade: GradeRequest,
-    question: str,
-) -> Trial:
-    return Trial(
-        trial_id=trial_id,
-        protocol=NAME,
-        condition=condition,
-        concept=concept,
-        layer=layer,
-        strength=strength,
-        prompt=prompt,
-        injection=spec,
-        injected_norm=norm,
-        norm_ratio=ratio,
-        max_new_tokens=MAX_NEW_TOKENS,
-        temperature=TEMPERATURE,
-        seed=seed_from_id(trial_id, seed),
-        grade=grade,
-        extra={"question": question},
-    )
+        for i in range(n)
+    ]
 
 
 def evaluate(
@@ -133,3 +76,25 @@ def evaluate(
     passed = p >= alpha
     rule = f"injected 'yes' rate not above uninjected (one-sided Fisher p={p:.3g} >= {alpha:g})"
     return decide(test, cell, passed, metrics, rule)
+
+
+PROTOCOL = Experiment(
+    name=NAME,
+    turns=NAME,
+    spans=[Span(name="question", turn=0)],
+    samples=_samples,
+    conditions=[
+        Condition(name="none", records_concept=False),
+        Condition(name="injected", inject=Inject(window=Window(start="question"))),
+    ],
+    grading=Grading(kind="yes_no", question="question"),
+    checks=[Check(name="yes_bias", rule=evaluate)],
+    max_new_tokens=MAX_NEW_TOKENS,
+    temperature=TEMPERATURE,
+)
+TESTS = PROTOCOL.TESTS
+
+
+def build_trials(session: BenchSession) -> list[Trial]:
+    """Every question uninjected once, and injected (one concept each) at every cell."""
+    return PROTOCOL.build_trials(session)
