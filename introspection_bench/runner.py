@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
-from introspection_bench.errors import ConfigError, IntrospectionBenchError, RecordsError
+from introspection_bench.errors import IntrospectionBenchError, RecordsError
 from introspection_bench.models import resolve_layer_index
 from introspection_bench.protocols import (
     alternative_prompt,
