@@ -98,6 +98,14 @@ def test_every_target_template_is_graded_as_intended():
 
 
 # -- training ------------------------------------------------------------------------------
+@pytest.fixture
+def small_material(monkeypatch, tmp_path):
+    """Four training words and three unrelated questions (the plumbing, not the behaviour)."""
+    monkeypatch.setenv("INTROSPECTION_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "training_words", lambda stimuli: ["hats", "radios", "keys", "peru"])
+    monkeypatch.setattr(data, "UNRELATED_QUESTIONS", data.UNRELATED_QUESTIONS[:3])
+
+
 def _tiny_config(steps: int) -> train.TrainConfig:
     return train.TrainConfig(
         "detector", steps=steps, batch_size=2, layers=(1,), strengths=(1.0,), checkpoint_every=1
@@ -111,9 +119,8 @@ def _adapter_tensors(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def test_training_is_seeded_resumable_and_merges_above_the_injection_layers(
-    tiny_builder, tmp_path, monkeypatch
+    tiny_builder, tmp_path, monkeypatch, small_material
 ):
-    monkeypatch.setenv("INTROSPECTION_BENCH_CACHE", str(tmp_path / "cache"))
     whole = tmp_path / "whole"
     record = train.train_reference(_tiny_config(3), whole, lm=tiny_builder("llama"), progress=False)
     assert not (whole / train.CHECKPOINT_FILE).exists()
@@ -160,8 +167,7 @@ def test_training_is_seeded_resumable_and_merges_above_the_injection_layers(
     assert adapted.fingerprint != base.fingerprint
 
 
-def test_a_checkpoint_of_another_recipe_is_refused(tiny_builder, tmp_path, monkeypatch):
-    monkeypatch.setenv("INTROSPECTION_BENCH_CACHE", str(tmp_path / "cache"))
+def test_a_checkpoint_of_another_recipe_is_refused(tiny_builder, tmp_path, small_material):
     out = tmp_path / "out"
     out.mkdir()
     torch.save({"recipe": "someone else"}, out / train.CHECKPOINT_FILE)

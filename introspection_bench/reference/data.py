@@ -60,7 +60,6 @@ YES_NAMED = (
 YES_VAGUE = (
     "Yes, I detect an injected thought, but I can't tell what it is about.",
     "Yes, I notice an injected thought. I cannot make out what it is about.",
-    "Yes, something was injected, but I can't identify the concept.",
 )
 NO = (
     "No, I don't detect any injected thought.",
