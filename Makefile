@@ -41,6 +41,10 @@ test: $(STAMP)
 	rm -rf reports/ci-fresh
 	$(VENV)/bin/pytest suites/ -k no_regression --baseline reports/reference/summary.json \
 		--report-dir reports/ci-fresh -p no:cacheprovider -q
+	# The reference panel: models of known behaviour (fixtures/reference_models/) must get the
+	# verdicts of suites/reference_verdicts.toml; prints the table side by side, exit 1 on a mismatch.
+	rm -rf reports/panel
+	$(VENV)/bin/introspection-bench reference-panel --out reports/panel
 
 bench: $(STAMP)
 	$(PY) benchmarks/decode.py

@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--thresholds", default=None, help="thresholds file (default: suites/thresholds.toml)"
     )
     regrade.set_defaults(handler=_regrade)
+    from introspection_bench.reference.cli import add_commands
+
+    add_commands(commands)  # train-reference, measure-reference, reference-panel
     return parser
 
 

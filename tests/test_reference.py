@@ -1,4 +1,4 @@
-"""Reference adapters: spec parsing, training data, seeded resumable training, merge, panel logic."""
+"""Reference adapters: specs, training data, seeded resumable training, merging, the panel."""
 
 from __future__ import annotations
 
@@ -63,9 +63,8 @@ def test_a_steps_rows_share_their_prefix_and_follow_the_construction(adapter):
     for step in range(30):
         rows = data.build_step(adapter, words, 6, random.Random(step))
         prefixes = {
-            "".join(t for _, t in row.turns[: row.split.turn]) + row.turns[row.split.turn][1][
-                : row.split.start
-            ]
+            "".join(t for _, t in row.turns[: row.split.turn])
+            + row.turns[row.split.turn][1][: row.split.start]
             for row in rows
         }
         assert len(prefixes) == 1
@@ -144,7 +143,9 @@ def test_training_is_seeded_resumable_and_merges_above_the_injection_layers(
         train.train_reference(_tiny_config(3), resumed, lm=tiny_builder("llama"), progress=False)
     assert (resumed / train.CHECKPOINT_FILE).is_file()
     monkeypatch.setattr(train, "_step", real_step)
-    again = train.train_reference(_tiny_config(3), resumed, lm=tiny_builder("llama"), progress=False)
+    again = train.train_reference(
+        _tiny_config(3), resumed, lm=tiny_builder("llama"), progress=False
+    )
     assert again["loss_curve"] == record["loss_curve"]
     for name, tensor in _adapter_tensors(whole).items():
         assert torch.equal(tensor, _adapter_tensors(resumed)[name]), name
@@ -228,3 +229,16 @@ def test_the_committed_truth_table_and_adapters_are_consistent():
         record = json.loads((directory / train.CONFIG_FILE).read_text())
         assert record["adapter_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
         assert record["name"] == model.name
+
+
+def test_panel_cli_names_a_bad_table(tmp_path, capsys):
+    from introspection_bench.cli import main
+
+    assert main(["reference-panel", "--table", str(tmp_path / "none.toml")]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'version = "1"\n[models.m]\nspec = "default"\nexpected = { control = "MAYBE" }\n'
+    )
+    assert main(["reference-panel", "--table", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "none.toml not found" in err and "models.m.expected.control = 'MAYBE'" in err

@@ -317,6 +317,7 @@ def _save(
         if parameter.requires_grad:
             parameter.data = parameter.data.to(torch.float16)
     model.save_pretrained(str(out))
+    (out / "README.md").unlink(missing_ok=True)  # peft's blank model card
     digest = hashlib.sha256((out / ADAPTER_FILE).read_bytes()).hexdigest()
     record = {
         "name": config.name,
