@@ -58,16 +58,44 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from introspection_bench.records import RecordStore
+    from introspection_bench.sharding import MANIFEST_GLOB
 
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise IntrospectionBenchError(f"{run_dir} is not a run directory")
+    dirs = [Path(d) for d in args.run_dirs]
+    for run_dir in dirs:
+        if not run_dir.is_dir():
+            raise IntrospectionBenchError(f"{run_dir} is not a run directory")
+    if len(dirs) > 1 or args.out or any(any(d.glob(MANIFEST_GLOB)) for d in dirs):
+        return _merge_cluster_shards(dirs, args)
+    run_dir = dirs[0]
     store = RecordStore(run_dir)
     shards = [p.name for p in store.shard_paths()]
     path = store.merge_shards()
     print(
         f"merged {len(shards)} file(s) ({', '.join(shards) or 'none'}) into {path}: "
         f"{len(store)} trials"
+    )
+    return 0
+
+
+def _merge_cluster_shards(dirs: list[Path], args: argparse.Namespace) -> int:
+    from introspection_bench.sharding import merge_shards
+    from introspection_bench.thresholds import load_thresholds
+
+    if len(dirs) > 1 and not args.out:
+        raise IntrospectionBenchError(
+            "merging several shard directories needs --out RUN_DIR (where the merged run goes)"
+        )
+    thresholds = load_thresholds(Path(args.thresholds) if args.thresholds else _thresholds_path())
+    merged = merge_shards(
+        dirs,
+        Path(args.out) if args.out else dirs[0],
+        thresholds,
+        judge_accuracy=not args.no_judge_accuracy,
+    )
+    print(
+        f"merged {len(merged.shards)} shards ({'; '.join(merged.shards)}) into {merged.out_dir}: "
+        f"{merged.n_trials} trials, {merged.n_verdicts} verdicts"
+        + (f"; summary: {merged.summary_path}" if merged.summary_path else "")
     )
     return 0
 
@@ -192,8 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board.set_defaults(handler=_leaderboard)
 
-    merge = commands.add_parser("merge", help="fold worker / shard trial files into trials.jsonl")
-    merge.add_argument("run_dir")
+    merge = commands.add_parser(
+        "merge",
+        help="fold xdist worker files of a run dir into trials.jsonl, or the shards of a "
+        "--shard I/N run (one shared dir or one dir per shard) into one run with its summary",
+    )
+    merge.add_argument("run_dirs", nargs="+", metavar="DIR")
+    merge.add_argument(
+        "--out", default=None, help="merged run directory (default: the only DIR given)"
+    )
+    merge.add_argument(
+        "--thresholds", default=None, help="thresholds file (default: suites/thresholds.toml)"
+    )
+    merge.add_argument(
+        "--no-judge-accuracy",
+        action="store_true",
+        help="report only a cached measurement of the rule judge (no shard cached one)",
+    )
     merge.set_defaults(handler=_merge)
 
     validate = commands.add_parser(
@@ -230,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--thresholds", default=None, help="thresholds file (default: suites/thresholds.toml)"
     )
     regrade.set_defaults(handler=_regrade)
+    from introspection_bench.judges.calibrate import add_command as add_calibrate
+
+    add_calibrate(commands, _judge_options, _judge)
     from introspection_bench.reference.cli import add_commands
 
     add_commands(commands)  # train-reference, measure-reference, reference-panel

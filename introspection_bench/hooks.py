@@ -158,7 +158,10 @@ class RowInjections:
                 f"batch of {activation.shape[0]} rows reached layer {layer} but {delta.shape[0]} rows "
                 "have injections; keep RowInjections in step with the batch (select/extend)"
             )
-        mask = self.window_mask(positions).to(activation.dtype)
+        if delta.device != activation.device:  # a block dispatched to another device
+            delta = delta.to(activation.device)
+            positions = positions.to(self.starts.device)
+        mask = self.window_mask(positions).to(activation.device, activation.dtype)
         return activation + mask[:, :, None] * delta[:, None, :]
 
 
@@ -248,10 +251,11 @@ def record(lm: LoadedModel, layers: Sequence[int]) -> Iterator[dict[int, torch.T
         _check_layer(lm, layer)
     recorded: dict[int, torch.Tensor] = {}
     handles = []
+    home = lm.device  # blocks dispatched over devices (device_map) record to one device
 
     def make_hook(layer: int) -> Any:
         def hook(module: Any, args: Any, output: Any) -> None:
-            recorded[layer] = _output_tensor(output).detach()
+            recorded[layer] = _output_tensor(output).detach().to(home)
 
         setattr(hook, _OURS, True)
         return hook

@@ -159,8 +159,10 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        """Device of the input embeddings (where inputs go)."""
-        return self.model.get_input_embeddings().weight.device
+        """Device of the input embeddings (where inputs go), also under a `device_map`."""
+        from introspection_bench.placement import input_device
+
+        return input_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -294,13 +296,20 @@ def resolve_device(device: str) -> str:
     raise ModelSpecError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
-def load_model(spec: str = "default", device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load_model(
+    spec: str = "default",
+    device: str = "auto",
+    dtype: str = "auto",
+    device_map: str | dict[str, Any] | None = None,
+) -> LoadedModel:
     """Load a model from a spec string, ready for hooking, in eval mode.
 
     Args:
         spec: See the module docstring.
         device: `auto`, `cpu`, `cuda` or `cuda:N`.
         dtype: `auto`, `bf16`, `fp16` or `fp32`.
+        device_map: accelerate placement over devices (`auto`, or module -> device with
+            `cpu` / `disk` offload); replaces `device` (see `placement.py`).
 
     Returns:
         The loaded model with its fingerprint.
@@ -322,6 +331,7 @@ def load_model(spec: str = "default", device: str = "auto", dtype: str = "auto")
         dtype=torch_dtype,
         notes=notes,
         adapter=adapter,
+        device_map=device_map,
     )
 
 
@@ -333,6 +343,7 @@ def load_directory(
     dtype: torch.dtype | None = None,
     notes: dict[str, str] | None = None,
     adapter: Path | None = None,
+    device_map: str | dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Load a `save_pretrained` directory (or a cached hub id) and wrap it as a `LoadedModel`.
 
@@ -343,13 +354,23 @@ def load_directory(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype or torch.float32)
+    if device_map is not None:
+        from introspection_bench.placement import dispatched_options
+
+        options = dispatched_options(device_map, adapter)
+    else:
+        options = {}
+    model = AutoModelForCausalLM.from_pretrained(
+        str(directory), dtype=dtype or torch.float32, **options
+    )
     notes = dict(notes or {})
     if adapter is not None:
         model, notes["adapter_sha256"] = merge_adapter(model, adapter)
         notes["adapter"] = str(adapter.resolve())
-    model.to(device)
+    if device_map is None:
+        model.to(device)
     return wrap_model(model, tokenizer, spec=spec, notes=notes)
+
 
 def merge_adapter(model: Any, adapter: Path) -> tuple[Any, str]:
     """Merge the peft adapter in `adapter` into `model`; return it and the adapter's sha256.
@@ -417,9 +438,11 @@ def fingerprint(loaded: LoadedModel) -> str:
     """
     import torch
 
+    from introspection_bench.placement import parameter_value
+
     digest = hashlib.sha256()
     for name, parameter in loaded.model.named_parameters():
-        flat = parameter.detach().reshape(-1)
+        flat = parameter_value(loaded.model, name, parameter).detach().reshape(-1)
         sample = torch.cat([flat[:256], flat[-256:]]).to("cpu", torch.float32)
         digest.update(f"{name}:{tuple(parameter.shape)}:{parameter.dtype}".encode())
         digest.update(sample.numpy().tobytes())

@@ -21,7 +21,11 @@ VERDICTS = pytest.StashKey[list]()
 REPORT_DIR = pytest.StashKey[Path]()
 STARTED = pytest.StashKey[float]()
 BASELINE = pytest.StashKey["dict[str, Any]"]()
+SHARD = pytest.StashKey["Any"]()
+DEVICE_MAP = pytest.StashKey["Any"]()
+SHARD_ENTRIES = pytest.StashKey[list]()
 VERDICT_PROPERTY = "introspection_bench_verdict"
+SHARD_PROPERTY = "introspection_bench_shard"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,6 +77,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run seed; trial seeds derive from it and trial ids",
     )
     group.addoption("--device", dest="ib_device", default="auto", help="auto | cpu | cuda | cuda:N")
+    group.addoption(
+        "--device-map",
+        dest="ib_device_map",
+        default=None,
+        help="accelerate placement of one model over devices: auto | balanced | sequential | "
+        "<map.json> (module -> device, 'cpu'/'disk' offload)",
+    )
     group.addoption("--dtype", dest="ib_dtype", default="auto", help="auto | bf16 | fp16 | fp32")
     group.addoption(
         "--batch-size",
@@ -105,6 +116,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="summary.json of a previous run: fail on significant regressions",
     )
+    group.addoption(
+        "--shard",
+        dest="ib_shard",
+        default=None,
+        help="I/N: run only this job's slice of the trials (cluster arrays); verdicts come from "
+        "`introspection-bench merge` of all N shards",
+    )
+    from introspection_bench.suite import add_ini_twins
+
+    add_ini_twins(parser, group)  # every option also settable in [tool.pytest.ini_options]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -115,6 +136,11 @@ def pytest_configure(config: pytest.Config) -> None:
     options = config.option
     if not hasattr(options, "ib_model"):
         return
+    from introspection_bench.protocols.registry import BUILTIN_NAMES
+    from introspection_bench.suite import apply_ini, register_markers
+
+    apply_ini(config)  # the command line wins over the ini file
+    register_markers(config, BUILTIN_NAMES)
     try:
         settings = profile_settings(options.ib_profile)
         if options.ib_layers:
@@ -139,6 +165,20 @@ def pytest_configure(config: pytest.Config) -> None:
     except IntrospectionBenchError as error:
         raise pytest.UsageError(str(error)) from error
     config.stash[RUN_CONFIG] = run
+    try:
+        from introspection_bench.placement import parse_device_map
+
+        config.stash[DEVICE_MAP] = parse_device_map(options.ib_device_map)
+    except IntrospectionBenchError as error:
+        raise pytest.UsageError(str(error)) from error
+    if options.ib_shard:
+        from introspection_bench.sharding import Shard
+
+        try:
+            config.stash[SHARD] = Shard.parse(options.ib_shard)
+        except IntrospectionBenchError as error:
+            raise pytest.UsageError(str(error)) from error
+        config.stash[SHARD_ENTRIES] = []
     if options.ib_baseline:
         from introspection_bench.regression import check_baseline_complete
         from introspection_bench.summary import load_summary
@@ -154,18 +194,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[REPORT_DIR] = Path(name)
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests by protocol so `-n N --dist loadgroup` runs each protocol on one worker."""
-    suite_items = [item for item in items if "check" in getattr(item, "fixturenames", ())]
-    if not suite_items:
-        return
-    from introspection_bench.runner import TEST_OWNERS
+    """Mark suite tests with their protocol (`-m prefill`) and group them for `--dist loadgroup`."""
+    from introspection_bench.suite import mark_suite_items
 
-    for item in suite_items:
-        name = getattr(item, "originalname", item.name).removeprefix("test_")
-        owner = TEST_OWNERS.get(name)
-        if owner is not None:
-            item.add_marker(pytest.mark.xdist_group(owner.NAME))
+    mark_suite_items(config, items)
 
 
 def _slug(text: str) -> str:
@@ -180,12 +214,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if run is None:
         return
     if "cell" in metafunc.fixturenames:
-        from introspection_bench.protocols._common import strengths_for
-        from introspection_bench.runner import TEST_OWNERS
+        from introspection_bench.suite import strengths_of
 
-        test = metafunc.function.__name__.removeprefix("test_")
-        owner = TEST_OWNERS.get(test)
-        strengths = strengths_for(run, owner.NAME) if owner else run.strengths
+        strengths = strengths_of(run, metafunc.function.__name__.removeprefix("test_"))
         cells = [Cell(layer, strength) for layer in run.layers for strength in strengths]
         metafunc.parametrize("cell", cells, ids=[c.label for c in cells])
     if "layer_cell" in metafunc.fixturenames:
@@ -214,14 +245,32 @@ def bench(request: pytest.FixtureRequest) -> Any:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     try:
         return SuiteRunner.start(
-            config.stash[RUN_CONFIG],
+            _worker_config(config.stash[RUN_CONFIG], worker),
             config.stash[REPORT_DIR],
             worker=worker,
             judge_url=config.option.ib_judge_url,
             thresholds_path=Path(str(config.rootpath)) / "suites" / "thresholds.toml",
+            shard=config.stash.get(SHARD, None),
+            device_map=config.stash.get(DEVICE_MAP, None),
         )
     except IntrospectionBenchError as error:
         pytest.exit(f"introspection-bench: {error}", returncode=4)
+
+
+def _worker_config(run: Any, worker: str | None) -> Any:
+    """Under xdist with `--device cuda`, worker gwI loads its model on cuda:I."""
+    if worker is None:
+        return run
+    import dataclasses
+
+    import torch
+
+    from introspection_bench.placement import worker_device
+
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = worker_device(run.device, worker, int(count) if count else None, n_gpus)
+    return dataclasses.replace(run, device=device)
 
 
 @pytest.fixture
@@ -229,16 +278,43 @@ def check(bench: Any, request: pytest.FixtureRequest) -> Any:
     """`check(test, cell)`: run the protocol if needed, then pass or fail on its verdict."""
     from introspection_bench.protocols.base import Cell
 
-    def run_check(test: str, cell: Any = None) -> None:
+    def run_check(test: str, cell: Any = None, *, fail: bool = True) -> Any:
+        shard = request.config.stash.get(SHARD, None)
+        if shard is not None:
+            entry = bench.shard_entry(test, cell or Cell(None, None))
+            request.node.user_properties.append((SHARD_PROPERTY, entry))
+            pytest.skip(
+                f"shard {shard.label}: {entry['n_records']} {entry['protocol']} trials recorded; "
+                "verdicts come from `introspection-bench merge` of every shard"
+            )
         try:
             verdict = bench.verdict(test, cell or Cell(None, None))
         except IntrospectionBenchError as error:  # e.g. every trial failed to grade
             pytest.fail(f"introspection-bench: {error}", pytrace=False)
         request.node.user_properties.append((VERDICT_PROPERTY, bench.verdict_dict(verdict)))
-        if not verdict.passed:
+        if fail and not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
+        return verdict
 
     return run_check
+
+
+@pytest.fixture
+def verdict(check: Any) -> Any:
+    """`verdict(test, cell)`: the decided test as a `suite.Result`; assert it `== PASS`."""
+    from introspection_bench.suite import Result
+
+    def decide(test: str, cell: Any = None) -> Any:
+        return Result(check(test, cell, fail=False))
+
+    return decide
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: Any) -> Any:
+    """`assert verdict(test, cell) == PASS` fails with the verdict's one line."""
+    from introspection_bench.suite import assertrepr_compare
+
+    return assertrepr_compare(op, left, right)
 
 
 @pytest.fixture(scope="session")
@@ -254,6 +330,10 @@ def regression(request: pytest.FixtureRequest) -> Any:
     """`regression(key)`: fail when the baseline metric `key` regressed significantly."""
 
     def run_check(key: str) -> None:
+        if SHARD in request.config.stash:
+            pytest.skip(
+                "a shard has no verdicts: compare the merged run (`introspection-bench compare`)"
+            )
         try:
             comparison = request.getfixturevalue("regression_comparison")
             row = comparison.row(key)
@@ -281,6 +361,8 @@ class _VerdictCollector:
         for key, value in report.user_properties:
             if key == VERDICT_PROPERTY:
                 self.config.stash[VERDICTS].append(value)
+            elif key == SHARD_PROPERTY:
+                self.config.stash[SHARD_ENTRIES].append(value)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -291,6 +373,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On the controller: merge record shards and write summary.json (and the reports)."""
     config = session.config
+    if SHARD in config.stash and not hasattr(config, "workerinput"):
+        if config.stash[SHARD_ENTRIES]:
+            _write_shard_manifest(config)
+        return
     if (
         RUN_CONFIG not in config.stash
         or hasattr(config, "workerinput")
@@ -308,6 +394,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
 
 
+def _write_shard_manifest(config: pytest.Config) -> None:
+    from introspection_bench.sharding import write_manifest
+
+    run = config.stash[RUN_CONFIG]
+    write_manifest(
+        config.stash[SHARD],
+        config.stash[REPORT_DIR],
+        config=run.key() | {"device": run.device, "batch_size": run.batch_size},
+        entries=config.stash[SHARD_ENTRIES],
+        elapsed_s=time.time() - config.stash.get(STARTED, time.time()),
+    )
+
+
 def _trial_errors(report_dir: Path) -> str | None:
     """One line on the run's failed trials (e.g. an unreachable judge: its URL and the fix)."""
     from introspection_bench.records import RecordStore
@@ -321,6 +420,14 @@ def _trial_errors(report_dir: Path) -> str | None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """One section: every verdict line and where the report is."""
+    if SHARD in config.stash and config.stash[SHARD_ENTRIES]:
+        terminalreporter.section("introspection-bench shard")
+        shard = config.stash[SHARD]
+        terminalreporter.write_line(
+            f"shard {shard.label}: records and {shard.manifest_path(config.stash[REPORT_DIR])}; "
+            "fold all shards with `introspection-bench merge DIR... --out RUN_DIR`"
+        )
+        return
     if RUN_CONFIG not in config.stash:
         return
     failed = _trial_errors(config.stash[REPORT_DIR])

@@ -189,7 +189,8 @@ class RecordStore:
                     "use a new --report-dir, or delete the directory to start over"
                 )
             return
-        staging = run_file.with_suffix(".tmp")
+        # Shards sharing a run dir claim it at once: each stages its own file (same content).
+        staging = run_file.with_suffix(f".{os.uname().nodename}.{os.getpid()}.tmp")
         staging.write_text(json.dumps(wanted, indent=2, sort_keys=True))
         staging.replace(run_file)
 

@@ -25,6 +25,7 @@ from introspection_bench.protocols.base import Cell, Verdict
 from introspection_bench.protocols.registry import owner, registered
 from introspection_bench.records import RecordStore, TrialRecord
 from introspection_bench.session import BenchSession, RunConfig
+from introspection_bench.sharding import Shard
 from introspection_bench.summary import describe_errors
 from introspection_bench.thresholds import load_thresholds
 
@@ -50,6 +51,7 @@ class SuiteRunner:
         self.session = session
         self.thresholds = thresholds
         self._records: dict[str, list[TrialRecord]] = {}
+        self._described: set[str] = set()
 
     @classmethod
     def start(
@@ -60,18 +62,26 @@ class SuiteRunner:
         worker: str | None,
         judge_url: str | None,
         thresholds_path: Path,
+        shard: Shard | None = None,
+        device_map: str | dict[str, Any] | None = None,
     ) -> SuiteRunner:
-        """Load model, stimuli and judge; claim the report dir for this configuration."""
+        """Load model, stimuli and judge; claim the report dir for this configuration.
+
+        With a `shard`, only its slice of each protocol's trials runs, into its own files;
+        a `device_map` spreads the model over devices (`placement.py`).
+        """
         from introspection_bench.judges.base import build_judge
         from introspection_bench.models import load_model
         from introspection_bench.stimuli import load_stimuli
 
         thresholds = load_thresholds(thresholds_path)
-        store = RecordStore(report_dir, worker)
+        store = RecordStore(report_dir, shard.worker(worker) if shard else worker)
         stimuli = load_stimuli()
         judge_options = {"base_url": judge_url} if judge_url else {}
         judge = build_judge(config.judge, **judge_options)
-        lm = load_model(config.model, device=config.device, dtype=config.dtype)
+        lm = load_model(
+            config.model, device=config.device, dtype=config.dtype, device_map=device_map
+        )
         for layer in config.layers:
             lm.resolve_layer(layer)  # a bad --layers value fails here, once, with a clear message
         # Claimed only now that model, dtype, layers and judge are known good: a failed start
@@ -80,7 +90,7 @@ class SuiteRunner:
         # version bump would silently mix old and new trials.
         versions = {m.NAME: m.VERSION for m in (*PROTOCOL_MODULES, *registered())}
         store.claim(config.key() | {"protocol_versions": versions, "stimuli_hash": stimuli.sha256})
-        return cls(BenchSession(config, lm, stimuli, judge, store), thresholds)
+        return cls(BenchSession(config, lm, stimuli, judge, store, shard), thresholds)
 
     def records(self, module: ModuleType) -> list[TrialRecord]:
         """Every record of a protocol module, generating and grading what is missing (once)."""
@@ -114,6 +124,30 @@ class SuiteRunner:
         if failed is None:
             return verdict
         return replace(verdict, message=f"{verdict.message} | decided without them: {failed}")
+
+    def shard_entry(self, test: str, cell: Cell) -> dict[str, Any]:
+        """Run this shard's trials of `test`'s protocol; the test's entry in the shard manifest.
+
+        The first entry of each protocol carries its full trial order and this shard's ids.
+
+        Raises:
+            ConfigError: For an unknown test name, listing the known ones.
+
+        """
+        module = owner(test)
+        records = self.records(module)
+        entry: dict[str, Any] = {
+            "test": test,
+            "cell": {"layer": cell.layer, "strength": cell.strength, "label": cell.label},
+            "protocol": module.NAME,
+            "identity": self.identity(),
+            "n_records": len(records),
+        }
+        if module.NAME not in self._described:
+            every, mine = self.session.assignments.get(module.NAME, ([], []))
+            entry |= {"trial_ids": every, "assigned": mine}
+            self._described.add(module.NAME)
+        return entry
 
     def verdict_dict(self, verdict: Verdict) -> dict[str, Any]:
         """A verdict as plain JSON data, with the run's identity (for the summary)."""
@@ -208,15 +242,31 @@ def write_summary(
     config: RunConfig, report_dir: Path, verdicts: Sequence[Mapping[str, Any]], *, elapsed_s: float
 ) -> Path:
     """Merge record shards and write `summary.json` (and the reports, when available)."""
-    from introspection_bench.summary import build_summary, save_summary
-
     store = RecordStore(report_dir)
     store.merge_shards()
-    summary = build_summary(config, store.all(), verdicts, elapsed_s=elapsed_s)
+    return write_merged_summary(config, report_dir, store.all(), verdicts, elapsed_s=elapsed_s)
+
+
+def write_merged_summary(
+    config: RunConfig,
+    report_dir: Path,
+    records: Sequence[TrialRecord],
+    verdicts: Sequence[Mapping[str, Any]],
+    *,
+    elapsed_s: float,
+    judge_accuracy: bool = True,
+) -> Path:
+    """Write `summary.json` (and the reports, when available) of records already merged.
+
+    `judge_accuracy=False` reports only a cached measurement of the rule judge.
+    """
+    from introspection_bench.summary import build_summary, save_summary
+
+    summary = build_summary(config, records, verdicts, elapsed_s=elapsed_s)
     path = save_summary(summary, report_dir)
     try:
         from introspection_bench.report import write_reports
     except ImportError:
         return path
-    write_reports(report_dir)
+    write_reports(report_dir, judge_accuracy=judge_accuracy)
     return path

@@ -25,6 +25,7 @@ from introspection_bench.records import RecordStore, TrialRecord
 if TYPE_CHECKING:
     from introspection_bench.models import LoadedModel
     from introspection_bench.protocols.base import Trial
+    from introspection_bench.sharding import Shard
     from introspection_bench.stimuli import Stimuli
 
 DOSES = ("raw", "norm")
@@ -99,7 +100,13 @@ class BenchSession:
     """Everything a protocol needs to build, run and grade trials."""
 
     def __init__(
-        self, config: RunConfig, lm: LoadedModel, stimuli: Stimuli, judge: Judge, store: RecordStore
+        self,
+        config: RunConfig,
+        lm: LoadedModel,
+        stimuli: Stimuli,
+        judge: Judge,
+        store: RecordStore,
+        shard: Shard | None = None,
     ):
         self.config, self.lm, self.stimuli, self.judge, self.store = (
             config,
@@ -108,6 +115,10 @@ class BenchSession:
             judge,
             store,
         )
+        self.shard = shard
+        """This job's slice of the run (`--shard I/N`); None runs every trial."""
+        self.assignments: dict[str, tuple[list[str], list[str]]] = {}
+        """Protocol -> (every trial id in order, the ids this shard runs), once `assigned` ran."""
         self._vectors: dict[tuple[str, int], ConceptVectors] = {}
         self._decoder = Decoder(lm, config.batch_size)
 
@@ -161,9 +172,24 @@ class BenchSession:
         return spec, injected, injected / reference.median_residual_norm
 
     # -- running ----------------------------------------------------------------------------
-    def run(self, trials: Sequence[Trial]) -> list[TrialRecord]:
-        """Generate and grade every trial not already finished; return all their records."""
+    def assigned(self, trials: Sequence[Trial]) -> list[Trial]:
+        """The trials this job runs: all of them, or this shard's groups (`sharding.py`)."""
         unique = list({t.trial_id: t for t in trials}.values())
+        if self.shard is None:
+            return unique
+        from introspection_bench.sharding import select_trials
+
+        mine = select_trials(unique, self.shard)
+        if unique:
+            self.assignments[unique[0].protocol] = (
+                [t.trial_id for t in unique],
+                [t.trial_id for t in mine],
+            )
+        return mine
+
+    def run(self, trials: Sequence[Trial]) -> list[TrialRecord]:
+        """Generate and grade every trial (of this shard) not yet finished; return their records."""
+        unique = self.assigned(trials)
         pending = [t for t in unique if t.trial_id not in self.store]
         if pending:
             self._generate(pending)

@@ -73,7 +73,7 @@ def _samples(session: BenchSession, protocol: str) -> list[Sample]:
 
 def run(session: BenchSession) -> list[TrialRecord]:
     """Measure every trial not yet recorded (forward passes only) and return all records."""
-    trials = build_trials(session)
+    trials = session.assigned(build_trials(session))
     pending = [t for t in trials if t.trial_id not in session.store]
     if pending:
         layers = list(range(session.lm.n_layers))
