@@ -35,19 +35,21 @@ run: $(STAMP)
 
 # The project's tests, then a fresh smoke run of the default model checked against the committed
 # reference run (reports/reference/): only the regression tests decide, since a protocol the
-# default model fails is a correct result, not a broken build.
+# default model fails is a correct result, not a broken build. Both runs are fp32: in bf16 a
+# trial's text depends on its batch neighbours (README, "Reproducibility").
 test: $(STAMP)
 	$(VENV)/bin/pytest tests/ -n 2 --dist loadgroup -p no:cacheprovider
 	rm -rf reports/ci-fresh
 	$(VENV)/bin/pytest suites/ -k no_regression --baseline reports/reference/summary.json \
-		--report-dir reports/ci-fresh -p no:cacheprovider -q
+		--dtype fp32 --report-dir reports/ci-fresh -p no:cacheprovider -q
 	# The reference panel: models of known behaviour (fixtures/reference_models/) must get the
 	# verdicts of suites/reference_verdicts.toml; prints the table side by side, exit 1 on a mismatch.
 	rm -rf reports/panel
 	$(VENV)/bin/introspection-bench reference-panel --out reports/panel
 
 bench: $(STAMP)
-	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/decode.py --dtype bf16
+	$(PY) benchmarks/decode.py --dtype fp32
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
