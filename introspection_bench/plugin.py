@@ -117,6 +117,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="summary.json of a previous run: fail on significant regressions",
     )
     group.addoption(
+        "--executor",
+        dest="ib_executor",
+        default=None,
+        help="local (default) | ray | ray:ADDRESS: decode trial groups on Ray actors",
+    )
+    group.addoption(
         "--shard",
         dest="ib_shard",
         default=None,
@@ -169,6 +175,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from introspection_bench.placement import parse_device_map
 
         config.stash[DEVICE_MAP] = parse_device_map(options.ib_device_map)
+        from introspection_bench.executors import ExecutorSpec
+
+        ExecutorSpec.parse(options.ib_executor)  # a bad value or missing ray fails at once
     except IntrospectionBenchError as error:
         raise pytest.UsageError(str(error)) from error
     if options.ib_shard:
@@ -252,6 +261,7 @@ def bench(request: pytest.FixtureRequest) -> Any:
             thresholds_path=Path(str(config.rootpath)) / "suites" / "thresholds.toml",
             shard=config.stash.get(SHARD, None),
             device_map=config.stash.get(DEVICE_MAP, None),
+            executor=config.option.ib_executor,
         )
     except IntrospectionBenchError as error:
         pytest.exit(f"introspection-bench: {error}", returncode=4)

@@ -64,11 +64,13 @@ class SuiteRunner:
         thresholds_path: Path,
         shard: Shard | None = None,
         device_map: str | dict[str, Any] | None = None,
+        executor: str | None = None,
     ) -> SuiteRunner:
         """Load model, stimuli and judge; claim the report dir for this configuration.
 
         With a `shard`, only its slice of each protocol's trials runs, into its own files;
-        a `device_map` spreads the model over devices (`placement.py`).
+        a `device_map` spreads the model over devices (`placement.py`); `executor`
+        `ray[:ADDRESS]` decodes on Ray actors (`executors.py`).
         """
         from introspection_bench.judges.base import build_judge
         from introspection_bench.models import load_model
@@ -90,7 +92,8 @@ class SuiteRunner:
         # version bump would silently mix old and new trials.
         versions = {m.NAME: m.VERSION for m in (*PROTOCOL_MODULES, *registered())}
         store.claim(config.key() | {"protocol_versions": versions, "stimuli_hash": stimuli.sha256})
-        return cls(BenchSession(config, lm, stimuli, judge, store, shard), thresholds)
+        decoder = _remote_decoder(executor, config, lm.fingerprint)
+        return cls(BenchSession(config, lm, stimuli, judge, store, shard, decoder), thresholds)
 
     def records(self, module: ModuleType) -> list[TrialRecord]:
         """Every record of a protocol module, generating and grading what is missing (once)."""
@@ -167,6 +170,17 @@ class SuiteRunner:
             "dtype": str(lm.dtype).removeprefix("torch."),
             "device": str(lm.device),
         }
+
+
+def _remote_decoder(executor: str | None, config: RunConfig, fingerprint: str) -> Any:
+    """A `RayDecoder` for `--executor ray[:ADDRESS]`, None for the local decoder."""
+    from introspection_bench.executors import ExecutorSpec, ModelRecipe, RayDecoder
+
+    spec = ExecutorSpec.parse(executor)
+    if spec.kind == "local":
+        return None
+    recipe = ModelRecipe(config.model, config.device, config.dtype, config.batch_size)
+    return RayDecoder(recipe, address=spec.address, fingerprint=fingerprint)
 
 
 def verdict_data(verdict: Verdict, identity: Mapping[str, Any]) -> dict[str, Any]:

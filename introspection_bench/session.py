@@ -107,6 +107,7 @@ class BenchSession:
         judge: Judge,
         store: RecordStore,
         shard: Shard | None = None,
+        decoder: Any = None,
     ):
         self.config, self.lm, self.stimuli, self.judge, self.store = (
             config,
@@ -120,7 +121,8 @@ class BenchSession:
         self.assignments: dict[str, tuple[list[str], list[str]]] = {}
         """Protocol -> (every trial id in order, the ids this shard runs), once `assigned` ran."""
         self._vectors: dict[tuple[str, int], ConceptVectors] = {}
-        self._decoder = Decoder(lm, config.batch_size)
+        # Anything with `Decoder.generate`'s contract, e.g. `executors.RayDecoder`.
+        self._decoder = decoder or Decoder(lm, config.batch_size)
 
     # -- layers, vectors, doses -------------------------------------------------------------
     def layer_index(self, layer: float | int) -> int:
