@@ -300,7 +300,11 @@ def check(bench: Any, request: pytest.FixtureRequest) -> Any:
         try:
             verdict = bench.verdict(test, cell or Cell(None, None))
         except IntrospectionBenchError as error:  # e.g. every trial failed to grade
-            pytest.fail(f"introspection-bench: {error}", pytrace=False)
+            problem = f"introspection-bench: {error}"
+        else:
+            problem = None
+        if problem is not None:  # failed outside the handler: one line, no exception chain
+            pytest.fail(problem, pytrace=False)
         request.node.user_properties.append((VERDICT_PROPERTY, bench.verdict_dict(verdict)))
         if fail and not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)

@@ -95,6 +95,7 @@ def test_each_test_and_the_terminal_summary_show_the_judge_error(
         ]
     )
     assert "Traceback" not in result.stdout.str()
+    assert "During handling of the above exception" not in result.stdout.str()
 
 
 @pytest.fixture(scope="module")
