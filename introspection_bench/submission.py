@@ -227,6 +227,13 @@ def recompute(
     try:
         config = RunConfig.from_key(dict(summary["config"]))
         n_layers = int(identity["n_layers"])
+        gaps = incompleteness(config, records, summary["verdicts"])
+    except (IntrospectionBenchError, KeyError, TypeError, ValueError, AttributeError) as error:
+        return None, [f"cannot read the run's configuration from its summary: {error!r}"]
+    reasons = [f"incomplete run: {'; '.join(gaps)}"] if gaps else []
+    if summary.get("complete") is False and not gaps:
+        reasons.append("the summary marks the run incomplete")
+    try:
         verdicts = verdicts_from_records(
             config,
             records,
@@ -236,12 +243,9 @@ def recompute(
             identity=identity,
         )
     except (IntrospectionBenchError, KeyError, TypeError, ValueError, AttributeError) as error:
-        # Boundary of an untrusted submission: any failure to evaluate it is its rejection.
-        return None, [f"cannot recompute the verdicts from {TRIALS_FILE}: {error!r}"]
-    gaps = incompleteness(config, records, summary["verdicts"])
-    reasons = [f"incomplete run: {'; '.join(gaps)}"] if gaps else []
-    if summary.get("complete") is False and not gaps:
-        reasons.append("the summary marks the run incomplete")
+        # Boundary of an untrusted submission: any failure to evaluate it is its rejection
+        # (a partial run's missing trials are already said above).
+        return None, reasons or [f"cannot recompute the verdicts from {TRIALS_FILE}: {error!r}"]
     shown = [{k: v for k, v in verdict.items() if k != "identity"} for verdict in verdicts]
     recomputed = dict(summary) | {
         "metrics": flat_metrics(verdicts),
@@ -251,6 +255,8 @@ def recompute(
     }
     mismatches = _metric_mismatches(summary["metrics"], recomputed["metrics"])
     mismatches += _verdict_mismatches(summary["verdicts"], shown, str(thresholds.get("version")))
+    if gaps:  # the undecided tests of a partial run are said once, in `reasons`
+        mismatches = [m for m in mismatches if not m.endswith("missing from the summary")]
     if len(mismatches) > _MAX_LISTED + 1:
         more = len(mismatches) - _MAX_LISTED
         mismatches = [*mismatches[:_MAX_LISTED], f"... and {more} more mismatches"]

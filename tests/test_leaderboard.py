@@ -326,3 +326,25 @@ def test_a_merged_run_sorted_by_trial_id_still_validates(tmp_path: Path) -> None
     run = _copy("good", tmp_path, skill=0.9)
     RecordStore(run).merge_shards()
     assert load_submission(run).accepted, load_submission(run).reasons
+
+
+def test_interrupted_run_is_rejected_as_incomplete_not_as_unreadable(tmp_path: Path) -> None:
+    run = _copy("good", tmp_path, skill=0.9)
+    trials = run / "trials.jsonl"
+    kept = [line for line in trials.read_text().splitlines() if '"injected_thought"' not in line]
+    trials.write_text("".join(line + "\n" for line in kept))  # interrupted before Exp 1 ran
+
+    def partial(summary: dict[str, Any]) -> None:
+        summary["verdicts"] = [
+            v for v in summary["verdicts"] if v["protocol"] != "injected_thought"
+        ]
+        summary["metrics"] = [m for m in summary["metrics"] if m["protocol"] != "injected_thought"]
+        summary.update(
+            n_trials=len(kept), complete=False, incomplete=["9 test(s) without a verdict"]
+        )
+
+    edit_summary(run, partial)
+    reasons = load_submission(run).reasons
+    assert reasons[0].startswith("required controls missing: injected_thought.false_positive")
+    assert reasons[1].startswith("incomplete run: 9 test(s) without a verdict: injected_thought[")
+    assert not any("cannot recompute" in r or "missing from the summary" in r for r in reasons)
