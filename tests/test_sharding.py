@@ -21,7 +21,7 @@ from introspection_bench.chat import RenderedPrompt
 from introspection_bench.cli import main
 from introspection_bench.errors import ConfigError, RecordsError
 from introspection_bench.protocols.base import Trial
-from introspection_bench.records import RecordStore
+from introspection_bench.records import RecordStore, read_records
 from introspection_bench.sharding import (
     Shard,
     assign_groups,
@@ -276,10 +276,23 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
 def test_sharded_run_merges_into_the_unsharded_run(tmp_path: Path) -> None:
     full = _run(_suite(tmp_path / "full"))
     assert full.returncode in (0, 1), full.stdout[-2000:] + full.stderr[-2000:]
-    for index in (1, 2):
-        shard = _run(_suite(tmp_path / "shared", "--shard", f"{index}/2"))
-        assert shard.returncode == 0, shard.stdout[-2000:] + shard.stderr[-2000:]
-        assert f"shard {index}/2: records and" in shard.stdout
+    # Both shards at once into one shared run dir (as an array job starts them).
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    shards = [
+        subprocess.Popen(
+            _suite(tmp_path / "shared", "--shard", f"{index}/2"),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in (1, 2)
+    ]
+    for index, shard in enumerate(shards, 1):
+        output = shard.communicate()[0]
+        assert shard.returncode == 0, output[-3000:]
+        assert f"shard {index}/2: records and" in output
     files = sorted(p.name for p in (tmp_path / "shared").glob("*shard*"))
     assert files == [
         "shard-1-of-2.json",
@@ -287,12 +300,12 @@ def test_sharded_run_merges_into_the_unsharded_run(tmp_path: Path) -> None:
         "trials.shard-1-of-2.jsonl",
         "trials.shard-2-of-2.jsonl",
     ]
-    # Each shard ran part of the trials, not all of them.
-    sizes = [len(RecordStore(tmp_path / "shared", f"shard-{i}-of-2").all()) for i in (1, 2)]
-    assert all(
-        0 < len((tmp_path / "shared" / f"trials.shard-{i}-of-2.jsonl").read_text().splitlines())
+    ids = [
+        {r.trial_id for r in read_records(tmp_path / "shared" / f"trials.shard-{i}-of-2.jsonl")}
         for i in (1, 2)
-    ), sizes
+    ]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]  # each shard ran its own part
+    assert ids[0] | ids[1] == {r.trial_id for r in RecordStore(tmp_path / "full").all()}
 
     separate = tmp_path / "copy2"
     separate.mkdir()
