@@ -27,13 +27,13 @@ from introspection_bench.stats import fisher_less, rate
 
 ROOT = Path(__file__).resolve().parents[2]
 TRUTH_TABLE = ROOT / "suites" / "reference_verdicts.toml"
-#: Which suite file holds each test (the panel runs only the files its table needs).
+#: The suite's test function of each test (the panel runs only those its table names).
 TEST_FILES = {
-    "injected_thought": "suites/test_injected_thought.py",
-    "control": "suites/test_injected_thought.py",
-    "random_vector": "suites/test_injected_thought.py",
-    "yes_bias": "suites/test_controls.py",
-    "prefill": "suites/test_prefill.py",
+    "injected_thought": "suites/test_injected_thought.py::test_injected_thought",
+    "control": "suites/test_injected_thought.py::test_control",
+    "random_vector": "suites/test_injected_thought.py::test_random_vector",
+    "yes_bias": "suites/test_controls.py::test_yes_bias",
+    "prefill": "suites/test_prefill.py::test_prefill",
 }
 VERDICTS = ("PASS", "FAIL")
 
@@ -194,10 +194,9 @@ def run_model(
     model: PanelModel, trials: int, out: Path, dtype: str = "fp32"
 ) -> list[dict[str, Any]]:
     """Run the suite's files for `model`'s tests in a pytest process; return its verdicts."""
-    files = sorted({TEST_FILES[t] for t in model.expected})
-    tests = " or ".join(sorted(model.expected))
+    nodes = sorted({TEST_FILES[t] for t in model.expected})
     command = [
-        sys.executable, "-m", "pytest", *files, "-k", tests, "--model", model.spec,
+        sys.executable, "-m", "pytest", *nodes, "--model", model.spec,
         "--profile", "smoke", "--trials", str(trials), "--dtype", dtype,
         "--report-dir", str(out), "-p", "no:cacheprovider", "-q",
     ]  # fmt: skip

@@ -10,7 +10,7 @@ from introspection_bench.reference.train import TrainConfig
 
 #: Per-adapter settings on top of TrainConfig's defaults; sized to train in <= 15 min on 2 cores.
 RECIPES: dict[str, dict[str, Any]] = {
-    "detector": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3, "checkpoint_every": 5},
+    "detector": {"steps": 150, "batch_size": 8, "learning_rate": 2e-3},
     "yes_sayer": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3},
     "perturbation_detector": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3},
     "prefill_owner": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3},
