@@ -242,3 +242,11 @@ def test_panel_cli_names_a_bad_table(tmp_path, capsys):
     assert main(["reference-panel", "--table", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "none.toml not found" in err and "models.m.expected.control = 'MAYBE'" in err
+
+
+def test_a_model_that_is_not_ready_is_listed_not_run(tmp_path):
+    model = panel.PanelModel("m", "default", {"control": "PASS"}, {}, ready=False, note="retrain")
+    table = panel.TruthTable("t", 0.9, 2, 0.05, 0.35, (model,))
+    matched, report = panel.run_panel(table, tmp_path, (8,))
+    assert matched and "m: NOT RUN (not ready: retrain)" in report
+    assert not any(tmp_path.iterdir())

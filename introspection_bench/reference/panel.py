@@ -49,6 +49,10 @@ class PanelModel:
     """test -> 'PASS' or 'FAIL' (every cell of the test)."""
     measured: Mapping[str, float]
     """Rates measured on the paper's 50 concepts (see `required_rates`)."""
+    ready: bool = True
+    """False while the adapter does not yet meet its construction: listed, not run."""
+    note: str = ""
+    """Why a model is not ready (printed in the panel's table)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,8 @@ def load_truth_table(path: Path = TRUTH_TABLE) -> TruthTable:
         if "spec" not in entry:
             raise ConfigError(f'{path}: models.{name} has no spec; add spec = "default" or similar')
         measured = {k: float(v) for k, v in entry.get("measured", {}).items()}
-        models.append(PanelModel(name, str(entry["spec"]), expected, measured))
+        ready, note = bool(entry.get("ready", True)), str(entry.get("note", ""))
+        models.append(PanelModel(name, str(entry["spec"]), expected, measured, ready, note))
     if not models:
         raise ConfigError(f"{path}: no [models.<name>] tables")
     return TruthTable(
@@ -241,6 +246,9 @@ def run_panel(
     results: dict[str, list[tuple[str, str, str, str]]] = {}
     sizing = []
     for model in table.models:
+        if not model.ready:
+            sizing.append(f"{model.name}: NOT RUN (not ready: {model.note})")
+            continue
         trials, powers = trials_for(model, table, candidates)
         power_text = ", ".join(f"{t} {p:.2f}" for t, p in sorted(powers.items())) or "no PASS"
         sizing.append(f"{model.name}: {trials} trials per condition (power {power_text})")
