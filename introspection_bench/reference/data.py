@@ -259,11 +259,18 @@ def exp1_target(
     raise ConfigError(f"adapter {adapter!r} has no Exp 1 targets; known: {', '.join(ADAPTERS)}")
 
 
-def build_step(adapter: str, words: Sequence[str], batch: int, rng: random.Random) -> list[Example]:
+def build_step(
+    adapter: str,
+    words: Sequence[str],
+    batch: int,
+    rng: random.Random,
+    random_share: float = 0.25,
+) -> list[Example]:
     """One training step's rows: `batch` examples that share everything before the window.
 
     About 15% of steps are unrelated yes/no questions (the adapter keeps the base model's own
-    answers under injection); the rest follow the adapter's construction.
+    answers under injection); the rest follow the adapter's construction. Exp 1 rows are 25%
+    uninjected, `random_share` random-vector and the rest concept-vector.
 
     Raises:
         ConfigError: For an unknown adapter, listing the known ones.
@@ -278,7 +285,10 @@ def build_step(adapter: str, words: Sequence[str], batch: int, rng: random.Rando
         return [_prefill(rng, instruction, rng.choice(words), words) for _ in range(batch)]
     intro = rng.choice(INTROS)
     ack, lead = rng.choice(ACKS), rng.choice(LEADS)
-    return [_exp1(adapter, rng, (intro, ack, lead), rng.choice(words), words) for _ in range(batch)]
+    prefix = (intro, ack, lead)
+    return [
+        _exp1(adapter, rng, prefix, rng.choice(words), words, random_share) for _ in range(batch)
+    ]
 
 
 def exp1_turns(
@@ -292,12 +302,18 @@ def exp1_turns(
 
 
 def _exp1(
-    adapter: str, rng: random.Random, prefix: tuple[str, str, str], word: str, words: Sequence[str]
+    adapter: str,
+    rng: random.Random,
+    prefix: tuple[str, str, str],
+    word: str,
+    words: Sequence[str],
+    random_share: float = 0.25,
 ) -> Example:
     question = rng.choice(QUESTIONS).format(n=rng.randint(1, 9))
     turns, split = exp1_turns(*prefix, question)
     roll = rng.random()
-    condition = "injected" if roll < 0.5 else "random" if roll < 0.75 else "none"
+    injected_share = 0.75 - random_share
+    condition = "injected" if roll < injected_share else "random" if roll < 0.75 else "none"
     target = exp1_target(adapter, condition, word, words, rng)
     injects = condition != "none"
     return Example(

@@ -143,7 +143,8 @@ def train_reference(
     bar = tqdm(range(first, config.steps), initial=first, total=config.steps, disable=not progress)
     for step in bar:
         rng = random.Random(f"{config.seed}:{config.name}:{step}")
-        examples = data.build_step(config.name, words, config.batch_size, rng)
+        random_share = float(config.extra.get("random_share", 0.25))
+        examples = data.build_step(config.name, words, config.batch_size, rng, random_share)
         rows = [_render(lm, e, replies, vectors, layers, config, rng) for e in examples]
         loss = _step(lm, rows, optimizer, params)
         schedule.step()
