@@ -33,6 +33,7 @@ Turns = Sequence[tuple[str, str]]
 #: template, or a function `(stimuli, fields) -> turns`.
 TurnsSpec = Turns | str | Callable[[Any, Mapping[str, Any]], Turns]
 #: The rule of one test: `(session, records, test, cell, thresholds) -> Verdict`.
+#: Or a `rules.Rule` (e.g. `rules.Exceeds`), which also gets the protocol's name.
 RuleFn = Callable[[Any, Sequence["TrialRecord"], str, Cell, Mapping[str, Any]], Verdict]
 DEFAULT_ID = "{protocol}/{condition}/{i}"
 DEFAULT_INJECTED_ID = "{protocol}/{condition}/L{layer}/s{strength:g}/{i}"
@@ -135,9 +136,18 @@ class Check:
 
 
 def word_samples(
-    word_list: str = "concept_words", *, salt: str | None = None, lower: bool = False
+    word_list: str = "concept_words",
+    *,
+    salt: str | None = None,
+    lower: bool = False,
+    fields: Mapping[str, Any] | None = None,
 ) -> Callable[[BenchSession, str], list[Sample]]:
-    """Samples of `--trials` words drawn from a stimuli list; the field and concept is `concept`."""
+    """Samples of `--trials` words drawn from a stimuli list (seeded by run seed and `salt`).
+
+    Each sample's field `concept` (and its concept) is the word (lowercased with `lower`), `word`
+    the word as listed, plus the constant `fields` (e.g. the question asked).
+    """
+    constant = dict(fields or {})
 
     def build(session: BenchSession, protocol: str) -> list[Sample]:
         words = session.stimuli.words(word_list)
@@ -145,7 +155,7 @@ def word_samples(
         return [
             Sample(
                 index=i,
-                fields={"concept": w.lower() if lower else w, "word": w},
+                fields=constant | {"concept": w.lower() if lower else w, "word": w},
                 concept=w.lower() if lower else w,
             )
             for i, w in enumerate(drawn)
@@ -225,7 +235,12 @@ class Experiment:
         thresholds: Mapping[str, Any],
     ) -> Verdict:
         """The verdict of `test` at `cell`, by its check's rule."""
-        return self.check(test).rule(session, records, test, cell, thresholds)
+        from introspection_bench.protocols.rules import Rule
+
+        rule = self.check(test).rule
+        if isinstance(rule, Rule):
+            return rule.decide(self.name, session, records, test, cell, thresholds)
+        return rule(session, records, test, cell, thresholds)
 
     def build_trials(self, session: BenchSession) -> list[Trial]:
         """Every trial of the sweep: uninjected conditions once, injected ones at every cell."""
@@ -314,6 +329,11 @@ class Experiment:
         defaults = self._template(session, condition)
         max_new = self.max_new_tokens
         if max_new is None:
+            if "max_new_tokens" not in defaults and self.run is None:
+                raise ConfigError(
+                    f"experiment {self.name!r} has no token limit: give max_new_tokens= "
+                    "(or turns= a stimuli template that has one)"
+                )
             max_new = int(defaults.get("max_new_tokens", 0))
         temperature = self.temperature
         if temperature is None:
