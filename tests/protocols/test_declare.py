@@ -358,3 +358,21 @@ def test_failed_claim_prints_the_verdict_line(pytester: pytest.Pytester) -> None
     result = pytester.runpytest("-q")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*FAIL t[[]layer=0.5,strength=2[]]: numbers | rule: r*"])
+
+
+def _tutorial_code() -> str:
+    readme = (SUITES.parent / "README.md").read_text()
+    section = readme.split("## Write your own protocol", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_tutorial_code_collects_and_selects_by_marker(suite: pytest.Pytester) -> None:
+    (suite.path / "suites" / "test_my_prompt.py").write_text(_tutorial_code())
+    result = suite.runpytest(
+        "--collect-only", "-q", "--strict-markers", "-m", "my_prompt", "--strengths", "1,2"
+    )
+    assert result.ret == pytest.ExitCode.OK, result.outlines
+    assert _ids(result) == [
+        "test_my_prompt[layer=0.67,strength=1]",
+        "test_my_prompt[layer=0.67,strength=2]",
+    ]
