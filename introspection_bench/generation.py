@@ -241,7 +241,7 @@ class Decoder:
         from transformers import DynamicCache
 
         lm = self.lm
-        cache = DynamicCache(config=lm.model.config)
+        cache = _presized(DynamicCache(config=lm.model.config))
         mask = torch.ones(batch, len(prefix), dtype=torch.long, device=lm.device)
         if not prefix:
             return cache, mask
@@ -443,9 +443,74 @@ def _compact(batch: _Batch) -> None:
 def _mergeable(cache: Any) -> bool:
     # Sliding-window layers keep a truncated cache that cannot be left-padded consistently.
     return all(
-        not getattr(layer, "is_sliding", False) and type(layer).__name__ == "DynamicLayer"
+        not getattr(layer, "is_sliding", False)
+        and type(layer).__name__ in ("DynamicLayer", "PresizedLayer")
         for layer in cache.layers
     )
+
+
+#: Spare slots a pre-sized cache layer allocates when it must grow (or after a retire/merge).
+CACHE_SPARE_SLOTS = 64
+
+
+def _presized(cache: Any) -> Any:
+    """Swap `cache`'s plain dynamic layers for pre-sized ones (sliding layers are kept)."""
+    layer_class = _presized_layer_class()
+    cache.layers = [
+        layer_class() if type(layer).__name__ == "DynamicLayer" else layer for layer in cache.layers
+    ]
+    return cache
+
+
+@functools.lru_cache(maxsize=1)
+def _presized_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class PresizedLayer(DynamicLayer):  # type: ignore[misc]
+        """A dynamic cache layer that writes into spare slots instead of concatenating.
+
+        `DynamicLayer.update` copies the whole layer cache on every decode step (torch.cat);
+        this one keeps `CACHE_SPARE_SLOTS` free slots and copies only when they run out or
+        when the rows were rebuilt (retire, merge, compaction assign new `keys`/`values`).
+        `keys`/`values` stay views of the filled slots, so everything else reads them as usual.
+        """
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            self.keys, self._key_slots = _write(self.keys, getattr(self, "_key_slots", None), key_states)
+            self.values, self._value_slots = _write(
+                self.values, getattr(self, "_value_slots", None), value_states
+            )
+            return self.keys, self.values
+
+    return PresizedLayer
+
+
+def _write(
+    cached: torch.Tensor, slots: torch.Tensor | None, new: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append `new` ([B, H, T, D]) after `cached` inside `slots`; returns (view, slots)."""
+    length = cached.shape[-2] if cached.numel() else 0
+    total = length + new.shape[-2]
+    reusable = (
+        slots is not None
+        and length > 0
+        and cached.data_ptr() == slots.data_ptr()
+        and cached.stride() == slots.stride()
+        and cached.shape[:2] == slots.shape[:2]
+        and slots.shape[2] >= total
+    )
+    if reusable and slots is not None:
+        target = slots
+    else:
+        target = new.new_empty((*new.shape[:2], total + CACHE_SPARE_SLOTS, new.shape[-1]))
+        if length:
+            target[:, :, :length] = cached
+    target[:, :, length:total] = new
+    return target[:, :, :total], target
 
 
 def _merge(running: _Batch, fresh: _Batch) -> _Batch:
