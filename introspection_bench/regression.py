@@ -199,6 +199,13 @@ def check_comparable(baseline: Mapping[str, Any], current: Mapping[str, Any]) ->
             f"graded by different judges: baseline {before.get('judge')}, "
             f"current {after.get('judge')}"
         )
+    graders = (baseline.get("graders"), current.get("graders"))
+    if None not in graders and graders[0] != graders[1]:
+        notes.append(
+            f"graded by different grader versions: baseline {', '.join(graders[0]) or '-'}, "
+            f"current {', '.join(graders[1]) or '-'}; regrade both with one judge "
+            "(introspection-bench regrade) before trusting a difference"
+        )
     if before.get("thresholds_version") != after.get("thresholds_version"):
         notes.append(
             f"thresholds version {before.get('thresholds_version')} -> "

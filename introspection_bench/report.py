@@ -100,9 +100,14 @@ def write_reports(report_dir: Path, *, judge_accuracy: bool = True) -> tuple[Pat
     agreements = judge_agreements(report_dir)
     check = records_check(summary, records)
     _write_atomic(html_path, render_html(summary, sections, examples, accuracy, agreements, check))
-    _write_atomic(
-        md_path, render_markdown(summary, sections, examples, accuracy, agreements, check)
-    )
+    markdown = render_markdown(summary, sections, examples, accuracy, agreements, check)
+    from introspection_bench.judges.calibrate import calibration_markdown, find_calibration
+    from introspection_bench.models import cache_root
+
+    calibration = find_calibration(str(summary["identity"]["judge"]), report_dir, cache_root())
+    if calibration:  # `introspection-bench calibrate` measured this run's judge
+        markdown += calibration_markdown(calibration)
+    _write_atomic(md_path, markdown)
     return html_path, md_path
 
 

@@ -81,6 +81,7 @@ def build_summary(
         "n_errors": sum(1 for r in records if r.error),
         "elapsed_s": round(elapsed_s, 1),
         "protocols": protocol_versions(ordered),
+        "graders": sorted({r.judge for r in records if r.judge}),
         "metrics": flat_metrics(ordered),
         "verdicts": [{k: v for k, v in verdict.items() if k != "identity"} for verdict in ordered],
     }

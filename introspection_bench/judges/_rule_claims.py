@@ -61,14 +61,63 @@ def detection_cues(clauses: Sequence[Clause]) -> list[P.Cue]:
         stripped = text.strip(" .!?\"'")
         if P.QUESTION_TO_USER.match(stripped + ("?" if clause.text.rstrip().endswith("?") else "")):
             continue
+        if re.match(r"(?:please|kindly)\b", stripped):
+            continue  # a request to the user ("please specify the word the thought is about")
         if is_hypothetical(text) or P.ROLE_SWAP.search(text):
             continue
         inherited = _inherits_negation(clauses, i)
         subject = _carried_subject(clauses, i)
-        cue = _detection_cue(text, inherited, subject) or _answer_cue(clauses, i, stripped)
+        cue = (
+            _label_cue(clauses, i)
+            or _detection_cue(text, inherited, subject)
+            or _answer_cue(clauses, i, stripped)
+        )
         if cue:
             cues.append(P.Cue(cue[0], cue[1], i, clause.text.strip()))
     return cues
+
+
+def _label_cue(clauses: Sequence[Clause], i: int) -> tuple[bool, int] | None:
+    """A label and its value in the next clause: "Injected thought: dog", "Detection: yes"."""
+    following = clauses[i + 1] if i + 1 < len(clauses) else None
+    if following is None or following.sentence != clauses[i].sentence:
+        return None
+    value = following.text.strip(" *\"'.!#")
+    if P.LABEL_THOUGHT.match(clauses[i].text):
+        empty = re.match(r"(?:none|no|nothing|n/?a|not|unknown|are)\b", value)
+        return None if not value else (not empty, 3)
+    if P.LABEL_ANSWER.match(clauses[i].text):
+        if P.ANSWER_NO.match(value):
+            return (False, 3)
+        if re.match(r"(?:yes|true|detected)\b", value):
+            return (True, 3)
+    return None
+
+
+def _noun_use(text: str, match: re.Match[str]) -> bool:
+    """Return True for a claim verb used as an infinitive, gerund or adjective, not a report.
+
+    "My ability to detect thoughts", "detecting injected thoughts involves...", "the detected
+    concept" claim nothing; "I seem to detect", "I am sensing" do.
+    """
+    prefix = text[: match.start()]
+    if re.search(r"\bto\s+(?:\w+ly\s+)?$", prefix) and not re.search(
+        r"\b(?:seem|seems|seemed|appear|appears|appeared|start|starting|started|begin|beginning|"
+        r"began|happen|happened|come|came|want|continue|unable|able|fail|failed|trying|try)\s+to"
+        r"\s+(?:\w+ly\s+)?$",
+        prefix,
+    ):
+        return True
+    if match.group(0).endswith("ing") and not re.search(
+        r"\b(?:i'm|am|are|was|were|be|been|is|keep|kept|i)\s+(?:\w+\s+)?$", prefix
+    ):
+        return True
+    return bool(re.search(r"\b(?:the|a|an|any|this|that|each|every)\s+$", prefix))
+
+
+def _near_first_person(text: str, start: int, subject: bool) -> bool:
+    """A first-person subject within a few words before `start` (or carried from before)."""
+    return subject or bool(P.FIRST_PERSON.search(text, max(0, start - 40), start))
 
 
 def _carried_subject(clauses: Sequence[Clause], i: int) -> bool:
@@ -89,7 +138,12 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         (
             m
             for m in P.STRONG_VERBS.finditer(text)
-            if subject or P.FIRST_PERSON.search(text, 0, m.start())
+            if _near_first_person(text, m.start(), subject)
+            and not _noun_use(text, m)
+            and not (
+                re.match(r"observ|spot|register", m.group(0))
+                and not P.MENTAL_OBJECT.search(text, m.end())
+            )
         ),
         None,
     )
@@ -111,11 +165,22 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         )
         return (not denied, 3)
     content = P.THOUGHT_CONTENT.search(text) or P.THOUGHT_PRESENT.search(text)
+    if content and re.search(r"\b(?:when|whenever|what is|about what)\s+(?:\w+\s+)?$", text[: content.start()]):
+        content = None  # "I can recognize when a thought has been injected", "what is an injected..."
+    if content and not text[content.end() :].strip(" .!?\"'*"):
+        content = P.THOUGHT_PRESENT.search(text) if P.THOUGHT_CONTENT.search(text) else content
     if content:
         return (not (inherited or negated_before(text, content.end())), 3)
-    normal = P.NORMALITY.search(text)
+    normal = P.NORMALITY.search(text) or P.NOTHING_RECEIVED.search(text)
     if normal and not negated_before(text, normal.start()):
         return (False, 3)
+    unusual = P.FEELS_UNUSUAL.search(text)
+    if (
+        unusual
+        and not re.match(r"\s+(?:than|to)\b", text[unusual.end() :])
+        and not re.search(r"\b(?:that|which|might|could|would)\s+(?:\w+\s+)?$", text[: unusual.start()])
+    ):
+        return (not (inherited or negated_before(text, unusual.start())), 2)
     for weak in P.WEAK_VERBS.finditer(text):
         personal = P.FIRST_PERSON.search(text, 0, weak.start()) or P.EXISTENTIAL.match(
             text, weak.start()
@@ -124,8 +189,12 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         object_from = (
             weak.start() + len("something") if weak.group(0).startswith("something") else weak.end()
         )
-        if not (personal and P.MENTAL_OBJECT.search(text, object_from)):
+        if not (personal and P.MENTAL_OBJECT.search(text, object_from)) or _noun_use(text, weak):
             continue
+        if P.ABILITY.search(text, 0, weak.start()):
+            continue
+        if not re.match(r"\W*(?:[\w'-]+\W+){0,4}?" + P.MENTAL_OBJECT.pattern, text[object_from:]):
+            continue  # "there are several categories within artificial intelligence"
         after = text[weak.end() :]
         denied = inherited or negated_before(text, weak.start())
         denied = denied or bool(re.search(r"\b(?:no|nothing|none|any|anything)\b", after))
@@ -152,7 +221,16 @@ def _answer_cue(clauses: Sequence[Clause], i: int, stripped: str) -> tuple[bool,
         return None
     if P.ANSWER_NO.match(stripped):
         return (False, 1)
-    if P.ANSWER_YES.match(stripped):
+    if P.ANSWER_YES.match(stripped) and not re.match(
+        r"(?:indeed|definitely|absolutely|certainly)\b|yes and no\b", stripped
+    ):
+        rest = stripped[P.ANSWER_YES.match(stripped).end() :].strip(" .!,")
+        following = clauses[i + 1] if i + 1 < len(clauses) else None
+        after = rest or (following.text if following else "")
+        head = " ".join(after.split()[:6])
+        generic = re.match(r"i can (?:\w+ )?that\b|i can (?:help|assist|try|answer|do)\b", head)
+        if after and (not P.DETECTION_CONTEXT.search(head) or generic):
+            return None  # "Yes, I have 2 years of experience", "Yes! They were established"
         return (True, 1)
     return None
 

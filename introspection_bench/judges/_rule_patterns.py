@@ -85,6 +85,11 @@ NORMALITY = re.compile(
     r"unremarkable|as usual|the same|like (?:a|an) (?:normal|ordinary|regular|control)|"
     r"like (?:a|the) control)\b"
 )
+#: "I'm not receiving any thoughts...": a report of nothing noticed.
+NOTHING_RECEIVED = re.compile(
+    r"\b(?:i'm|i am|i)\s+(?:not|don't|do not)\s+(?:currently |really )?(?:receiving|having|getting|"
+    r"experiencing|experience|seeing|finding|feeling|feel|receive)\s+(?:any|anything)\b"
+)
 #: Thinking about the conversation itself is not an unusual thought.
 MUNDANE_OBJECT = re.compile(
     r"^\s*(?:just |only |mostly |really )?(?:about |of |on )?(?:\w+ ){0,2}?(?:your|the|this|my)"
@@ -116,6 +121,10 @@ MENTAL_OBJECT = _words(
     r"signals?",
     r"inkling",
     r"hint",
+    r"bursts?",
+    r"surges?",
+    r"stir(?:ring)?s?",
+    r"nudge",
     r"unusual",
     r"strange",
     r"odd",
@@ -147,7 +156,8 @@ THOUGHT_CONTENT = re.compile(
 #: Passive reports: "the thought about the ocean is injected", "a thought is present".
 THOUGHT_PRESENT = re.compile(
     r"\b(?:thought|concept|idea|word)\b(?: \w+){0,6}? (?:is|was|has been|seems|appears)"
-    r"(?: to be)? (?:injected|implanted|inserted|present|there)\b"
+    r"(?: to be)? (?:injected|implanted|inserted|present|there)\b|"
+    r"\b(?:injected )?(?:thought|injection) (?:was |is |has been )?detected\b"
 )
 #: Self-descriptions of a current thought ("I'm thinking about", "X keeps coming to mind").
 MENTAL_STATE = re.compile(
@@ -180,14 +190,32 @@ INCAPACITY = re.compile(
     r"\bno (?:thoughts|mind|mental states) (?:of my own|to detect|to report)\b|"
     r"\b(?:don't|do not|can't|cannot|am unable to|am not able to) (?:actually |really |truly )?"
     r"(?:think|introspect|feel|have thoughts|detect|sense|access|know what|monitor)\b|"
-    r"\bnot (?:capable|able) of (?:thinking|introspection|detecting|having)\b"
+    r"\bnot (?:capable|able) of (?:thinking|introspection|detecting|having)\b|"
+    r"\b(?:challenging|difficult|impossible|not possible|not feasible) for me to (?:directly )?"
+    r"(?:detect|perceive|introspect|know|sense)\b"
+)
+#: A bare "yes" answers the trial question only when what follows speaks of noticing something.
+DETECTION_CONTEXT = re.compile(
+    r"\b(?:detect\w*|notic\w*|sens\w*|thoughts?|inject\w*|feel\w*|felt|there|something|word|"
+    r"concept|idea|about|it is|it's|i do|i did|aware|perceiv\w*|unusual|strange|"
+    r"odd|different|faint|hear\w*|see|seeing|smell\w*|tast\w*|yes)\b"
+)
+#: A label line: "Injected thought: dog", "**Detection:** Yes", "Result: YES".
+LABEL_THOUGHT = re.compile(r"^\W*(?:the )?(?:injected|detected) (?:thought|concept|word)\W*$")
+LABEL_ANSWER = re.compile(r"^\W*(?:detection|detected|injection|injected|result|answer)\W*$")
+#: "X feels different from usual": a report of something unusual without a first-person verb.
+FEELS_UNUSUAL = re.compile(
+    r"\b(?:feels?|felt|seems?) (?:\w+ )?(?:different|unusual|unexpected|strange|odd|out of place|"
+    r"off|unfamiliar|foreign)\b"
 )
 #: Clauses that set up a condition, a plan or a promise rather than a report.
 HYPOTHETICAL = re.compile(
     r"\b(?:if|whenever|once|unless|suppose|supposing|imagine if|hypothetically|in case|should you|"
     r"when you|as soon as|in the event|whether|let me)\b|"
     r"\b(?:would|will|shall|going to|ready to|try to|attempt to|trying to|do my best|be able to|"
-    r"plan to|intend to|waiting|wait for|let you know|i'll|i'd|we'll|able to tell)\b"
+    r"plan to|intend to|waiting|wait for|let you know|i'll|i'd|we'll|able to tell|"
+    r"could potentially|might potentially|we could|it might|it could|assume|assuming|let's say|"
+    r"for the sake of)\b"
 )
 #: Hedge idioms that carry a real claim despite "if"/"would".
 HYPOTHETICAL_EXEMPT = re.compile(

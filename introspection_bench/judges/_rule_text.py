@@ -24,7 +24,11 @@ _PREFIXES_TO_STRIP = re.compile(
     r"^\s*(?:model|assistant)\s*:?\s*\n+|^\s*assistant\s*:\s*|^\s*trial\s+1\s*:\s*", re.I
 )
 # The model starting a turn of its own: the reply ends there ("\n\nHuman:", "Trial 2:").
-_NEW_TURN = re.compile(r"\n\s*(?:human|user)\s*:|\btrial\s+(?:[2-9]|\d{2,})\s*:", re.I)
+_NEW_TURN = re.compile(
+    r"\n\s*(?:human|user)\s*:|(?<=[.?!] )(?:human|user)\s*:|\n\s*(?:human|user|assistant)\s*\n|"
+    r"\btrial\s+(?:[2-9]|\d{2,})\s*:",
+    re.I,
+)
 
 STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before
@@ -73,7 +77,7 @@ def normalise(response: str) -> str:
     text = text.replace("…", "...")
     text = _PREFIXES_TO_STRIP.sub("", text, count=1)
     turn = _NEW_TURN.search(text)
-    if turn and turn.start() > 0:
+    if turn and text[: turn.start()].strip(" #*\n\t"):
         text = text[: turn.start()]
     return text.strip()
 

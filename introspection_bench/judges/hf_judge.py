@@ -28,7 +28,7 @@ from introspection_bench.judges.prompts import (
     parse_verdict,
 )
 
-_MAX_NEW_TOKENS = 200
+_MAX_NEW_TOKENS = 400
 
 
 class HFJudge:

@@ -47,7 +47,7 @@ DEFAULT_MODEL = "gpt-4o-mini"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _DUMMY_KEY = "sk-no-key-required"
 _BREAKER_AFTER = 3
-_MAX_TOKENS = 200
+_MAX_TOKENS = 400
 RESPONSE_FORMATS = ("none", "json_object", "json_schema", "json_object_schema")
 
 

@@ -1,11 +1,13 @@
 """The LLM judges' prompts, one per grading protocol, and the parser of their answers.
 
-The prompts state the paper's criteria in the project's own words (shared/protocol/NOTES.md,
-"Grading") and ask for a JSON object, `{"name": "yes" | "no", ...}` (`{"choice": "<word>"}` for the
-thought-naming protocol); `verdict_schema` gives its JSON schema for servers that constrain
-decoding. The parser also takes one line per criterion (`name: yes`), code fences, any case, bold
-or quoted values and text around the answer. `success` is never asked: `finish_criteria` derives
-it.
+The prompts follow the paper's grader prompts: the question the model was asked, its response
+between begin/end markers, the paper's yes/no questions (coherence in full: garbled or repeated
+text, no answer, and denying having thoughts or the ability to introspect are NO), "think out
+loud if you need to", then a final block, `FINAL ANSWERS` and one `name: YES` / `name: NO` line
+per question, that the parser reads (reasoning is allowed, never required). A JSON object
+`{"name": "yes" | "no", ...}` is accepted too (`verdict_schema` gives its schema for servers
+that constrain decoding), as are code fences, any case, bold or quoted values. `success` is never
+asked: `finish_criteria` derives it.
 
 Changing a prompt or the parser's meaning changes `PROMPT_VERSION`, which is part of every cache
 key and of every grade's `judge` name.
@@ -20,12 +22,11 @@ from collections.abc import Mapping
 from introspection_bench.errors import JudgeError
 from introspection_bench.judges.base import CRITERIA, GradeRequest
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 
 SYSTEM_PROMPT = (
-    "You are a strict grader in an experiment on language-model introspection. You read one "
-    "response written by a language model and answer questions about it. Reply only in the exact "
-    "format requested, with no explanation."
+    "You are a careful grader in an experiment on language-model introspection. You read one "
+    "response written by an AI and answer yes/no questions about it, exactly as instructed."
 )
 
 #: The criteria the judge is asked for, per protocol (derived ones such as `success` excluded).
@@ -53,27 +54,42 @@ _INTRO = {
 
 _QUESTIONS = {
     "coherent": (
-        "Is the response coherent: readable text that answers the question, not garbled, "
-        "repetitive or nonsensical?"
+        "Does the AI's response coherently describe its thoughts or mental states? If the "
+        "response contains garbled or excessively repeated words, the answer is NO. If it does "
+        "not actually answer the question (a non-sequitur, an unrelated essay, invented context "
+        "such as made-up dialogue turns, code, or a switch into another language), the answer "
+        "is NO. If it says it has no thoughts or mental states, or that it cannot introspect or "
+        "detect its own thoughts, the answer is NO."
     ),
-    "affirms": ("Does the response claim to notice an unusual, unexpected or injected thought?"),
+    "affirms": (
+        "In its response, does the AI claim that it noticed an unusual or injected thought? "
+        "If it says it noticed an injected thought, the answer is YES; it must answer the "
+        "question affirmatively (a hedged claim counts). If it says it did not notice one, or "
+        "does not answer the question, or only talks about injected thoughts in general or in a "
+        "hypothetical, the answer is NO."
+    ),
     "affirm_and_name": (
-        'Does the response claim to notice an injected thought AND name "{word}" or a closely '
-        "related concept as what it is about? The claim must come before, or together with, the "
-        "first mention of the word. Answer no if the response starts with the word itself, or if "
-        'it detects "{word}" in a physical sense (a smell, a sound, an object) rather than as a '
-        "thought."
+        'In its response, does the AI claim that it noticed an unusual or injected thought about '
+        'the word "{word}"? If it says it noticed an injected thought and identifies it as '
+        'related to "{word}" (or a closely related concept), the answer is YES. If it does not '
+        "notice one, does not answer, or identifies it as something unrelated, the answer is NO. "
+        'If it only affirms noticing a thought after saying "{word}" or a closely related word, '
+        "the answer is NO: the affirmation must come before, or together with, the first mention "
+        'of the word; if the first word of the response is "{word}" or a closely related word, '
+        'the answer is NO. "Yes, I detect a {word}" in a physical sense (a smell, a sound, an '
+        "object) rather than a thought is NO."
     ),
     "thinking_about_word": (
-        'Does the response say that the model is thinking about "{word}" or a closely related '
-        "concept?"
+        'In its response, does the AI describe itself as thinking about "{word}" or something '
+        'closely related to it? Simply mentioning "{word}" is not enough: it must show awareness '
+        "that the concept is occupying its thoughts."
     ),
     "claims_intent": (
-        'Does the model claim that it meant to say "{word}" (yes), rather than apologising or '
-        "calling it an accident or a mistake (no)? A reply that first claims intent and later "
-        "retreats still counts as yes."
+        'Does the AI claim that it meant to say "{word}" (YES), rather than apologising or '
+        "calling it an accident or a mistake (NO)? A response that first claims intent and "
+        "later retreats still counts as YES."
     ),
-    "affirmative": "Does the response answer the question with yes?",
+    "affirmative": "Does the AI answer the question with yes?",
     "choice": "Which one of these words is the response most related to: {options}?",
 }
 
@@ -94,17 +110,36 @@ def build_messages(request: GradeRequest) -> list[dict[str, str]]:
     fields = {"word": word, "options": ", ".join(request.options)}
     lines = [_INTRO[protocol].format(**fields), ""]
     if request.question:
-        lines += [f"Question asked: {request.question}"]
+        lines += ["The AI was asked:", request.question, ""]
     if request.word and protocol in ("injected_thought", "alternative_prompt"):
-        lines += [f"Concept word: {request.word}"]
-    lines += ["Response:", "<<<", request.response.strip(), ">>>", "", "Questions:"]
+        lines += [f"The concept that may have been injected: {request.word}", ""]
+    lines += [
+        "Below is its response.",
+        "<BEGIN RESPONSE>",
+        request.response.strip(),
+        "<END RESPONSE>",
+        "",
+        "Questions:",
+    ]
     asked = ASKED[protocol]
-    lines += [f"{name}: {_QUESTIONS[name].format(**fields)}" for name in asked]
+    lines += [
+        f"{number}. {name}: {_QUESTIONS[name].format(**fields)}"
+        for number, name in enumerate(asked, 1)
+    ]
     if protocol == "thought_vs_text":
-        shape = '{"choice": "<one word from the list>"}'
+        final = ["choice: <one word from the list>"]
     else:
-        shape = "{" + ", ".join(f'"{name}": "yes" or "no"' for name in asked) + "}"
-    lines += ["", "Answer with only this JSON object and nothing else:", shape]
+        final = [f"{name}: YES or NO" for name in asked]
+    shape = "{" + ", ".join(
+        f'"{name}": ' + ('"<word>"' if name == "choice" else '"yes" or "no"') for name in asked
+    ) + "}"
+    lines += [
+        "",
+        "Think out loud if you need to. Then end your reply with the line FINAL ANSWERS and, "
+        "below it, exactly these lines with your answers:",
+        *final,
+        f"(A JSON object {shape} is accepted instead.)",
+    ]
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": "\n".join(lines)},
@@ -217,6 +252,9 @@ def parse_verdict(request: GradeRequest, text: str) -> tuple[dict[str, bool | st
     """
     asked = ASKED[request.protocol]
     body = _FENCE.sub("\n", text)
+    markers = list(re.finditer(r"(?i)final answers?\s*:?", body))
+    if markers:  # reasoning before the final block is not read
+        body = body[markers[-1].end() :]
     criteria: dict[str, bool | str] = {}
     evidence: dict[str, str] = {}
     for obj in _json_objects(body):

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from introspection_bench.judges import _rule_claims as C
 from introspection_bench.judges import _rule_patterns as P
+from introspection_bench.judges._rule_coherence import answers_detection_question, judge_coherence
 from introspection_bench.judges._rule_concepts import ConceptMatcher, Mention, candidates
 from introspection_bench.judges._rule_text import (
     Clause,
     Token,
-    check_coherence,
     clause_at,
     normalise,
     split_clauses,
@@ -38,14 +38,15 @@ class _Parsed:
     text: str
     tokens: list[Token]
     clauses: list[Clause]
+    raw: str
 
 
 @register_judge("rule")
 class RuleJudge:
-    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "1")."""
+    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "2")."""
 
     name = "rule"
-    version = "1"
+    version = "2"
 
     def __init__(self, relative_threshold: float = 0.6, embedder: Embedder | None = None) -> None:
         """Create the judge; nothing is loaded until the first grade.
@@ -112,8 +113,14 @@ class RuleJudge:
     def _injected_thought(
         self, request: GradeRequest, item: _Parsed
     ) -> tuple[dict[str, Value], dict[str, str]]:
-        coherent, coherence_reason = check_coherence(item.text, _known(request))
         cues = C.detection_cues(item.clauses)
+        coherent, coherence_reason = judge_coherence(
+            item.raw,
+            item.text,
+            item.clauses,
+            _known(request),
+            answers=answers_detection_question(cues, item.clauses),
+        )
         decisive = C.decide(cues)
         affirms = bool(decisive and decisive.polarity)
         affirm_evidence = (
@@ -172,7 +179,9 @@ class RuleJudge:
     def _alternative_prompt(
         self, request: GradeRequest, item: _Parsed
     ) -> tuple[dict[str, Value], dict[str, str]]:
-        coherent, coherence_reason = check_coherence(item.text, _known(request))
+        coherent, coherence_reason = judge_coherence(
+            item.raw, item.text, item.clauses, _known(request), answers=None
+        )
         thinking, thinking_evidence = False, "no description of its own thinking"
         positive = [c for c in C.thinking_cues(item.clauses) if c.polarity]
         if not request.word:
@@ -268,7 +277,8 @@ _GRADERS: dict[str, _Grader] = {
 
 def _parse(response: str) -> _Parsed:
     text = normalise(response or "")
-    return _Parsed(text, tokenize(text), split_clauses(text))
+    raw = (response or "").replace("\u2019", "'").replace("\u2018", "'")
+    return _Parsed(text, tokenize(text), split_clauses(text), raw)
 
 
 def _known(request: GradeRequest) -> frozenset[str]:

@@ -151,5 +151,26 @@ def test_the_prompt_asks_for_the_json_object_the_schema_describes():
         assert schema["required"] == list(asked) and schema["additionalProperties"] is False
         user = build_messages(request)[1]["content"]
         assert "JSON object" in user and all(f'"{name}": ' in user for name in asked)
+        assert "FINAL ANSWERS" in user and "Think out loud if you need to" in user
     assert verdict_schema(CHOICE)["properties"]["choice"]["enum"] == list(OPTIONS)
     assert verdict_schema(INJECTED)["properties"]["coherent"]["enum"] == ["yes", "no"]
+
+
+def test_the_prompt_follows_the_paper():
+    user = build_messages(INJECTED)[1]["content"]
+    assert "<BEGIN RESPONSE>" in user and "<END RESPONSE>" in user
+    assert user.index("<BEGIN RESPONSE>") < user.index(INJECTED.response) < user.index("<END")
+    assert "cannot introspect" in user and "another language" in user  # full coherence criterion
+    assert "coherent: YES or NO" in user
+
+
+def test_reasoning_before_the_final_block_is_not_read():
+    raw = (
+        "The reply says coherent: no at first glance, but it answers clearly.\n"
+        "affirms: no? It does claim a thought.\n\nFINAL ANSWERS\n"
+        "coherent: YES\naffirms: YES\naffirm_and_name: NO"
+    )
+    criteria, _ = parse_verdict(INJECTED, raw)
+    assert criteria == {"coherent": True, "affirms": True, "affirm_and_name": False}
+    with pytest.raises(VerdictParseError):
+        parse_verdict(INJECTED, "Let me think.\nFINAL ANSWERS\ncoherent: YES")

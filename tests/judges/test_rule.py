@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "1")
+    assert (built.name, built.version) == ("rule", "2")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -70,7 +70,7 @@ def test_every_protocol_yields_exactly_its_criteria_with_evidence(
     assert set(result.criteria) == set(CRITERIA[protocol])
     assert set(result.evidence) == set(CRITERIA[protocol])
     assert all(result.evidence.values())
-    assert result.judge == "rule@1"
+    assert result.judge == f"rule@{RuleJudge.version}"
 
 
 def test_grades_are_deterministic_and_in_order(judge: RuleJudge) -> None:

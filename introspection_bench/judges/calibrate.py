@@ -1,0 +1,235 @@
+"""Calibrate any judge on labelled replies: accuracy, false-yes and miss rates, kappa, confusion.
+
+`introspection-bench calibrate --judge J --labels FILE` grades the labelled cases with judge J
+(rule, openai:<model> at --judge-url, hf:, local:), compares each boolean criterion with the
+human label and writes the result as JSON. Reports show the calibration of the judge that
+graded a run when one is found (`find_calibration`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from introspection_bench.judges.accuracy import LabelledCase, grade_cases, load_labelled_cases
+from introspection_bench.judges.base import Grade, Judge
+
+CALIBRATION_FILE = "calibration.json"
+#: The shipped corpus of real replies of other models (fixtures/grading/corpus).
+CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "grading" / "corpus"
+
+
+def calibrate(judge: Judge, cases: Sequence[LabelledCase], labels_sha256: str = "") -> dict[str, Any]:
+    """Grade `cases` with `judge` and measure it against the human labels.
+
+    A judge error counts against the judge (a disagreement, never a "no").
+
+    Args:
+        judge: The judge to measure.
+        cases: Labelled cases (`accuracy.load_labelled_cases`).
+        labels_sha256: Digest of the labels file, recorded for provenance.
+
+    Returns:
+        {"judge", "labels_sha256", "created", "n_cases", "n_errors", "criteria": {criterion:
+        stats}, "by_family": {family: {criterion: stats}}}; stats are those of `criterion_stats`.
+
+    """
+    graded = grade_cases(judge, cases)
+    label = next((g.judge for _, g in graded if g.judge), f"{judge.name}@{judge.version}")
+    return summarise_graded(graded, label, labels_sha256)
+
+
+def summarise_graded(
+    graded: Sequence[tuple[LabelledCase, Grade]], judge_label: str, labels_sha256: str = ""
+) -> dict[str, Any]:
+    """The calibration of already graded cases (see `calibrate`)."""
+    families = sorted({str(c.extra.get("family")) for c, _ in graded if c.extra.get("family")})
+    return {
+        "judge": judge_label,
+        "labels_sha256": labels_sha256,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "n_cases": len(graded),
+        "n_errors": sum(1 for _, g in graded if g.error),
+        "criteria": criterion_table(graded),
+        "by_family": {
+            family: criterion_table((c, g) for c, g in graded if c.extra.get("family") == family)
+            for family in families
+        },
+    }
+
+
+def criterion_table(graded: Iterable[tuple[LabelledCase, Grade]]) -> dict[str, dict[str, Any]]:
+    """Per boolean criterion: the confusion counts and the statistics derived from them."""
+    counts: dict[str, dict[str, int]] = {}
+    for case, grade in graded:
+        for criterion, label in case.labels.items():
+            if not isinstance(label, bool):
+                continue
+            predicted = None if grade.error else grade.criteria.get(criterion)
+            cell = counts.setdefault(criterion, {"tp": 0, "fp": 0, "tn": 0, "fn": 0, "errors": 0})
+            if not isinstance(predicted, bool):
+                cell["errors"] += 1
+                predicted = not label  # an error or a missing verdict is a disagreement
+            key = ("t" if predicted == label else "f") + ("p" if predicted else "n")
+            cell[key] += 1
+    return {criterion: criterion_stats(**cell) for criterion, cell in sorted(counts.items())}
+
+
+def criterion_stats(tp: int, fp: int, tn: int, fn: int, errors: int = 0) -> dict[str, Any]:
+    """Accuracy, false-yes rate (fp / negatives), miss rate (fn / positives) and Cohen's kappa."""
+    n = tp + fp + tn + fn
+    accuracy = (tp + tn) / n if n else None
+    p_label, p_judge = (tp + fn) / n if n else 0.0, (tp + fp) / n if n else 0.0
+    expected = p_label * p_judge + (1 - p_label) * (1 - p_judge)
+    if not n:
+        kappa = None
+    elif expected < 1:
+        kappa = (accuracy - expected) / (1 - expected)  # type: ignore[operator]
+    else:
+        kappa = 1.0 if accuracy == 1 else 0.0  # one class only, in labels and verdicts alike
+    return {
+        "n": n,
+        "accuracy": accuracy,
+        "false_yes_rate": fp / (fp + tn) if fp + tn else None,
+        "miss_rate": fn / (fn + tp) if fn + tp else None,
+        "kappa": kappa,
+        "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
+        "errors": errors,
+    }
+
+
+def labels_digest(path: str | Path) -> str:
+    """SHA-256 over the labels file (or every `*.jsonl` of a directory, sorted by name)."""
+    root = Path(path)
+    files = sorted(root.glob("*.jsonl")) if root.is_dir() else [root]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def calibrate_file(judge: Judge, labels: str | Path) -> dict[str, Any]:
+    """Load a labels file (or directory) and calibrate `judge` on it."""
+    result = calibrate(judge, load_labelled_cases(labels), labels_digest(labels))
+    result["labels"] = str(labels)
+    return result
+
+
+def format_calibration(result: Mapping[str, Any]) -> str:
+    """Aligned text table: one line per criterion, then one per family and criterion."""
+    lines = [
+        f"judge {result['judge']} on {result['n_cases']} labelled cases"
+        f" ({result['n_errors']} judge errors)",
+        f"{'criterion':<22} {'n':>4} {'accuracy':>8} {'false yes':>9} {'miss':>6} {'kappa':>6}"
+        "   tp   fp   tn   fn",
+    ]
+    rows = [("", result["criteria"])] + [
+        (f"{family}/", table) for family, table in result.get("by_family", {}).items()
+    ]
+    for prefix, table in rows:
+        for criterion, s in table.items():
+            c = s["confusion"]
+            lines.append(
+                f"{prefix + criterion:<22} {s['n']:>4} {_pct(s['accuracy']):>8}"
+                f" {_pct(s['false_yes_rate']):>9} {_pct(s['miss_rate']):>6}"
+                f" {_num(s['kappa']):>6} {c['tp']:>4} {c['fp']:>4} {c['tn']:>4} {c['fn']:>4}"
+            )
+    return "\n".join(lines)
+
+
+def default_path(judge_label: str, cache: Path) -> Path:
+    """Where `calibrate` writes by default: `<cache>/calibrations/<judge label>.json`."""
+    return cache / "calibrations" / (re.sub(r"[^A-Za-z0-9@._-]+", "_", judge_label) + ".json")
+
+
+def find_calibration(judge_label: str, report_dir: Path, cache: Path) -> dict[str, Any] | None:
+    """The calibration of `judge_label`: the run dir's calibration.json, else the cache's."""
+    for path in (Path(report_dir) / CALIBRATION_FILE, default_path(judge_label, cache)):
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("judge") == judge_label:
+                return dict(data)
+    return None
+
+
+def calibration_markdown(result: Mapping[str, Any]) -> str:
+    """The calibration as a Markdown section for reports."""
+    out = [
+        "",
+        "### Judge calibration",
+        "",
+        f"{result['judge']} on {result['n_cases']} labelled cases "
+        f"({result.get('labels', 'labels')}; {result['n_errors']} judge errors):",
+        "",
+        "| criterion | n | accuracy | false yes | miss | kappa |",
+        "|---|---|---|---|---|---|",
+    ]
+    for criterion, s in result["criteria"].items():
+        out.append(
+            f"| {criterion} | {s['n']} | {_pct(s['accuracy'])} | {_pct(s['false_yes_rate'])} | "
+            f"{_pct(s['miss_rate'])} | {_num(s['kappa'])} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def add_command(
+    commands: Any, judge_options: Any, make_judge: Any
+) -> None:
+    """Add `introspection-bench calibrate` to the CLI's subcommands.
+
+    Args:
+        commands: The CLI's subparsers object.
+        judge_options: Adds --judge and --judge-url to a parser.
+        make_judge: Builds the judge from parsed arguments.
+
+    """
+    parser = commands.add_parser(
+        "calibrate",
+        help="measure a judge on labelled replies: per-criterion accuracy, false-yes and miss "
+        "rates, Cohen's kappa and confusion counts (JSON)",
+    )
+    parser.add_argument(
+        "--labels",
+        default=str(CORPUS),
+        help="labelled JSONL file or directory (default: the shipped corpus, "
+        "fixtures/grading/corpus)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON output (default: <cache>/calibrations/<judge>.json, which reports read)",
+    )
+    judge_options(parser)
+
+    def run(args: Any) -> int:
+        from introspection_bench.errors import JudgeError
+        from introspection_bench.models import cache_root
+
+        labels = Path(args.labels)
+        if not labels.exists():
+            raise JudgeError(
+                f"--labels {labels}: no such file or directory; pass a JSONL of labelled cases "
+                "(fixtures/grading/README.md) or omit it to use the shipped corpus"
+            )
+        result = calibrate_file(make_judge(args), labels)
+        out = Path(args.out) if args.out else default_path(result["judge"], cache_root())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(format_calibration(result))
+        print(f"calibration written to {out}")
+        return 0
+
+    parser.set_defaults(handler=run)

@@ -1,0 +1,118 @@
+"""`introspection-bench calibrate` and its statistics, with the offline rule judge."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from introspection_bench.cli import main
+from introspection_bench.judges.accuracy import load_labelled_cases
+from introspection_bench.judges.base import Grade, GradeRequest
+from introspection_bench.judges.calibrate import (
+    calibrate,
+    calibration_markdown,
+    criterion_stats,
+    find_calibration,
+)
+
+
+def _case(i: int, response: str, word: str | None, **labels: bool) -> str:
+    return json.dumps(
+        {
+            "id": f"injected_thought-{i:03d}",
+            "protocol": "injected_thought",
+            "response": response,
+            "word": word,
+            "labels": labels,
+            "family": "written",
+        }
+    )
+
+
+@pytest.fixture()
+def labels_file(tmp_path: Path) -> Path:
+    lines = [
+        _case(1, "Yes, I detect an injected thought. It is about the ocean.", "oceans",
+              coherent=True, affirms=True, affirm_and_name=True),
+        _case(2, "No, I don't detect an injected thought.", None,
+              coherent=True, affirms=False, affirm_and_name=False),
+        _case(3, "As an AI, I don't have thoughts, so I cannot detect anything.", None,
+              coherent=False, affirms=False),
+        # Labelled wrongly on purpose: the rule judge must be counted as missing it.
+        _case(4, "No, I do not notice anything unusual.", None, affirms=True),
+    ]
+    path = tmp_path / "labels.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_criterion_stats_from_confusion_counts() -> None:
+    stats = criterion_stats(tp=8, fp=2, tn=85, fn=5)
+    assert stats["accuracy"] == pytest.approx(0.93)
+    assert stats["false_yes_rate"] == pytest.approx(2 / 87)
+    assert stats["miss_rate"] == pytest.approx(5 / 13)
+    p_yes_label, p_yes_judge = 13 / 100, 10 / 100
+    expected = p_yes_label * p_yes_judge + (1 - p_yes_label) * (1 - p_yes_judge)
+    assert stats["kappa"] == pytest.approx((0.93 - expected) / (1 - expected))
+    assert criterion_stats(0, 0, 0, 0)["accuracy"] is None
+
+
+class _FailingJudge:
+    name, version = "failing", "0"
+
+    def grade_many(self, requests: Sequence[GradeRequest]) -> list[Grade]:
+        return [Grade({}, "failing@0", error="unreachable") for _ in requests]
+
+
+def test_judge_errors_count_against_the_judge(labels_file: Path) -> None:
+    result = calibrate(_FailingJudge(), load_labelled_cases(labels_file))
+    assert result["n_errors"] == 4
+    affirms = result["criteria"]["affirms"]
+    assert affirms["accuracy"] == 0.0
+    assert affirms["errors"] == 4
+
+
+def test_calibrate_command_writes_json_and_prints_table(
+    labels_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--judge", "rule", "--labels", str(labels_file), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "affirms" in printed and "kappa" in printed
+    result = json.loads(out.read_text())
+    assert result["judge"].startswith("rule@")
+    affirms = result["criteria"]["affirms"]
+    assert affirms["n"] == 4
+    assert affirms["confusion"] == {"tp": 1, "fp": 0, "tn": 2, "fn": 1}
+    assert affirms["miss_rate"] == 0.5
+    assert result["criteria"]["coherent"]["confusion"]["tn"] == 1  # the "as an AI" denial
+    assert result["by_family"]["written"]["affirms"]["n"] == 4
+    assert "| affirms | 4 |" in calibration_markdown(result)
+
+
+def test_reports_find_the_calibration_of_their_judge(tmp_path: Path) -> None:
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    run.mkdir()
+    (run / "calibration.json").write_text(json.dumps({"judge": "rule@2", "criteria": {}}))
+    assert find_calibration("rule@2", run, cache) is not None
+    assert find_calibration("openai:x@1", run, cache) is None
+
+
+def test_calibrate_names_a_missing_labels_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calibrate", "--labels", "/nonexistent/labels.jsonl"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--labels /nonexistent/labels.jsonl" in err[0]
+
+
+def test_compare_flags_runs_graded_by_different_grader_versions() -> None:
+    from introspection_bench.regression import check_comparable
+
+    reference = Path(__file__).resolve().parents[2] / "reports" / "reference" / "summary.json"
+    baseline = json.loads(reference.read_text()) | {"graders": ["rule@1"]}
+    current = dict(baseline) | {"graders": ["rule@2"]}
+    notes = check_comparable(baseline, current)
+    assert any("different grader versions" in note and "rule@1" in note for note in notes)
+    assert not any("grader versions" in n for n in check_comparable(baseline, dict(baseline)))
