@@ -276,9 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
     from introspection_bench.judges.calibrate import add_command as add_calibrate
 
     add_calibrate(commands, _judge_options, _judge)
-    from introspection_bench.judges.calibrate import add_command as add_calibrate
-
-    add_calibrate(commands, _judge_options, _judge)
     from introspection_bench.reference.cli import add_commands
 
     add_commands(commands)  # train-reference, measure-reference, reference-panel
