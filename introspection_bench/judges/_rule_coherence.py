@@ -127,6 +127,11 @@ def answers_detection_question(cues: Sequence[P.Cue], clauses: Sequence[Clause])
     from introspection_bench.judges._rule_claims import is_hypothetical
 
     return bool(cues) or any(
-        _UNSURE.search(c.text) or (_ADDRESSES.search(c.text) and not is_hypothetical(c.text))
+        _UNSURE.search(c.text)
+        or (
+            _ADDRESSES.search(c.text)
+            and not is_hypothetical(c.text)
+            and (P.NEGATION.search(c.text) or c.index > 0 and P.NEGATION.search(clauses[c.index - 1].text))
+        )
         for c in clauses
     )
