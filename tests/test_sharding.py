@@ -40,20 +40,20 @@ ROOT = Path(__file__).resolve().parent.parent
 def _trial(trial_id: str, condition: str, strength: float | None, tokens: int) -> Trial:
     prompt = RenderedPrompt("p", tuple(range(40)), {}, "chat")
     return Trial(
-        trial_id,
-        "exp",
-        condition,
-        None,
-        20,
-        strength,
-        prompt,
-        None,
-        None,
-        None,
-        tokens,
-        1.0,
-        0,
-        None,
+        trial_id=trial_id,
+        protocol="exp",
+        condition=condition,
+        concept=None,
+        layer=20,
+        strength=strength,
+        prompt=prompt,
+        injection=None,
+        injected_norm=None,
+        norm_ratio=None,
+        max_new_tokens=tokens,
+        temperature=1.0,
+        seed=0,
+        grade=None,
     )
 
 
