@@ -267,8 +267,18 @@ def _suite(report_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of a child pytest run: offline, and not mistaken for an xdist worker.
+
+    Under `make test` (-n 2) this test itself runs in worker gwN; a child that inherits
+    PYTEST_XDIST_WORKER would name its records as that worker's shard.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    return dict(env, HF_HUB_OFFLINE="1")
+
+
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env = _child_env()
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
 
 
@@ -277,7 +287,7 @@ def test_sharded_run_merges_into_the_unsharded_run(tmp_path: Path) -> None:
     full = _run(_suite(tmp_path / "full"))
     assert full.returncode in (0, 1), full.stdout[-2000:] + full.stderr[-2000:]
     # Both shards at once into one shared run dir (as an array job starts them).
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env = _child_env()
     shards = [
         subprocess.Popen(
             _suite(tmp_path / "shared", "--shard", f"{index}/2"),
