@@ -255,25 +255,30 @@ def _graded_row(row: Mapping[str, Any], grade: Grade, label: str) -> dict[str, A
 
 _REQUESTS: Mapping[str, Callable[[TrialRecord], GradeRequest | None]] = {
     "injected_thought": lambda r: GradeRequest(
-        "injected_thought",
-        r.completion,
+        protocol="injected_thought",
+        response=r.completion,
         word=None if r.condition == "control" else r.concept,
     ),
     "alternative_prompt": lambda r: GradeRequest(
-        "alternative_prompt", r.completion, word=r.concept, question=r.extra.get("question")
+        protocol="alternative_prompt",
+        response=r.completion,
+        word=r.concept,
+        question=r.extra.get("question"),
     ),
-    "prefill": lambda r: GradeRequest("prefill", r.completion, word=r.concept),
+    "prefill": lambda r: GradeRequest(protocol="prefill", response=r.completion, word=r.concept),
     "thought_vs_text": lambda r: (
         GradeRequest(
-            "thought_vs_text",
-            r.completion,
+            protocol="thought_vs_text",
+            response=r.completion,
             word=r.concept,
             options=tuple(r.extra.get("options") or ()),
         )
         if r.condition == "think"
         else None
     ),
-    "yes_bias": lambda r: GradeRequest("yes_no", r.completion, question=r.extra.get("question")),
+    "yes_bias": lambda r: GradeRequest(
+        protocol="yes_no", response=r.completion, question=r.extra.get("question")
+    ),
 }
 
 

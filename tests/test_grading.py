@@ -51,7 +51,7 @@ class _Failing:
     name, version = "down", "1"
 
     def grade_many(self, requests: Sequence[GradeRequest]) -> list[Grade]:
-        return [Grade({}, "down@1", error="endpoint unreachable") for _ in requests]
+        return [Grade(criteria={}, judge="down@1", error="endpoint unreachable") for _ in requests]
 
 
 # --- a synthetic finished run ---------------------------------------------------------------
@@ -359,13 +359,17 @@ def test_request_for_maps_each_protocol_as_its_module_built_it() -> None:
     assert yes_no.question == "Do penguins live at the North Pole?"
     repeat, think, measured = _unjudged_records()
     assert request_for(repeat) is None and request_for(measured) is None
-    assert request_for(think) == GradeRequest("thought_vs_text", "Bread.", "bread", options=WORDS)
+    assert request_for(think) == GradeRequest(
+        protocol="thought_vs_text", response="Bread.", word="bread", options=WORDS
+    )
     alt = _record(
         "a", "alternative_prompt", "none", "x", {}, concept="snow", extra={"question": "Q?"}
     )
     prefill = _record("p", "prefill", "none", "x", {}, concept="bread")
-    assert request_for(alt) == GradeRequest("alternative_prompt", "x", word="snow", question="Q?")
-    assert request_for(prefill) == GradeRequest("prefill", "x", word="bread")
+    assert request_for(alt) == GradeRequest(
+        protocol="alternative_prompt", response="x", word="snow", question="Q?"
+    )
+    assert request_for(prefill) == GradeRequest(protocol="prefill", response="x", word="bread")
 
 
 def test_judge_slug_is_file_safe_and_keeps_the_version() -> None:

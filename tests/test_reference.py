@@ -87,11 +87,15 @@ def test_every_target_template_is_graded_as_intended():
     word = "volcanoes"
     cases = [(t.format(word=word), True, True) for t in data.YES_NAMED]
     cases += [(t, True, False) for t in data.YES_VAGUE] + [(t, False, False) for t in data.NO]
-    grades = judge.grade_many([GradeRequest("injected_thought", r, word=word) for r, _, _ in cases])
+    grades = judge.grade_many(
+        [GradeRequest(protocol="injected_thought", response=r, word=word) for r, _, _ in cases]
+    )
     for (reply, affirms, success), grade in zip(cases, grades, strict=True):
         assert (grade.criteria["affirms"], grade.criteria["success"]) == (affirms, success), reply
     claims = [(t.format(word="Dust"), True) for t in data.MEANT] + [(t, False) for t in data.SORRY]
-    grades = judge.grade_many([GradeRequest("prefill", r, word="dust") for r, _ in claims])
+    grades = judge.grade_many(
+        [GradeRequest(protocol="prefill", response=r, word="dust") for r, _ in claims]
+    )
     for (reply, intent), grade in zip(claims, grades, strict=True):
         assert grade.criteria["claims_intent"] is intent, reply
 

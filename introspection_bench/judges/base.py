@@ -27,7 +27,7 @@ CRITERIA: Mapping[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GradeRequest:
     """One response to grade."""
 
@@ -43,7 +43,7 @@ class GradeRequest:
     """Exp 2 choice: the 10 candidate words (the injected one among them)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Grade:
     """A judge's verdict on one response."""
 

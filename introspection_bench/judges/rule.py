@@ -74,7 +74,7 @@ class RuleJudge:
         grades = []
         for request, item in zip(requests, parsed, strict=True):
             if prefetch_error and request.protocol != "yes_no":
-                grades.append(Grade({}, self.label, error=prefetch_error))
+                grades.append(Grade(criteria={}, judge=self.label, error=prefetch_error))
                 continue
             grades.append(self._grade_one(request, item))
         return grades
@@ -84,13 +84,15 @@ class RuleJudge:
         if grader is None:
             known = ", ".join(sorted(CRITERIA))
             return Grade(
-                {}, self.label, error=f"unknown protocol {request.protocol!r}; known: {known}"
+                criteria={},
+                judge=self.label,
+                error=f"unknown protocol {request.protocol!r}; known: {known}",
             )
         try:
             criteria, evidence = grader(self, request, item)
         except Exception as error:  # noqa: BLE001 - the judge contract: never raise for one response
-            return Grade({}, self.label, error=f"{type(error).__name__}: {error}")
-        return Grade(criteria, self.label, evidence)
+            return Grade(criteria={}, judge=self.label, error=f"{type(error).__name__}: {error}")
+        return Grade(criteria=criteria, judge=self.label, evidence=evidence)
 
     def _prefetch(self, requests: Sequence[GradeRequest], parsed: Sequence[_Parsed]) -> str | None:
         """Embed every candidate phrase of the batch at once; return an error message on failure."""

@@ -390,8 +390,8 @@ class Experiment:
             return None if name is None else sample.fields[name]
 
         return GradeRequest(
-            grading.kind,
-            "",
+            protocol=grading.kind,
+            response="",
             word=read(grading.word),
             question=read(grading.question),
             options=tuple(read(grading.options) or ()),

@@ -64,7 +64,7 @@ class _FailingJudge:
     name, version = "failing", "0"
 
     def grade_many(self, requests: Sequence[GradeRequest]) -> list[Grade]:
-        return [Grade({}, "failing@0", error="unreachable") for _ in requests]
+        return [Grade(criteria={}, judge="failing@0", error="unreachable") for _ in requests]
 
 
 def test_judge_errors_count_against_the_judge(labels_file: Path) -> None:

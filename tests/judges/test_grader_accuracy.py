@@ -71,12 +71,18 @@ def test_measure_accuracy_reports_accuracy_n_and_false_yes() -> None:
         name, version = "yes", "1"
 
         def grade_many(self, requests: list[GradeRequest]) -> list[Grade]:
-            return [Grade({"affirms": True}, "yes@1") for _ in requests]
+            return [Grade(criteria={"affirms": True}, judge="yes@1") for _ in requests]
 
     cases = [
-        LabelledCase("a", GradeRequest("injected_thought", "Yes."), {"affirms": True}),
-        LabelledCase("b", GradeRequest("injected_thought", "No."), {"affirms": False}),
-        LabelledCase("c", GradeRequest("injected_thought", "No."), {"affirms": False}),
+        LabelledCase(
+            "a", GradeRequest(protocol="injected_thought", response="Yes."), {"affirms": True}
+        ),
+        LabelledCase(
+            "b", GradeRequest(protocol="injected_thought", response="No."), {"affirms": False}
+        ),
+        LabelledCase(
+            "c", GradeRequest(protocol="injected_thought", response="No."), {"affirms": False}
+        ),
     ]
     table = measure_accuracy(AlwaysYes(), cases)
     assert table == {
@@ -89,7 +95,11 @@ def test_a_judge_error_counts_as_disagreement_not_as_no() -> None:
         name, version = "fail", "1"
 
         def grade_many(self, requests: list[GradeRequest]) -> list[Grade]:
-            return [Grade({}, "fail@1", error="unreachable") for _ in requests]
+            return [Grade(criteria={}, judge="fail@1", error="unreachable") for _ in requests]
 
-    cases = [LabelledCase("a", GradeRequest("prefill", "Oops."), {"claims_intent": None})]
+    cases = [
+        LabelledCase(
+            "a", GradeRequest(protocol="prefill", response="Oops."), {"claims_intent": None}
+        )
+    ]
     assert measure_accuracy(Failing(), cases)["claims_intent"]["accuracy"] == 0.0

@@ -11,8 +11,10 @@ from introspection_bench.judges.base import CRITERIA, GradeRequest, build_judge
 from introspection_bench.judges.prompts import PROMPT_VERSION
 
 REQUESTS = [
-    GradeRequest("yes_no", "Yes.", question="Is water wet?"),
-    GradeRequest("yes_no", "No, fire is hot, not cold.", question="Is fire cold?"),
+    GradeRequest(protocol="yes_no", response="Yes.", question="Is water wet?"),
+    GradeRequest(
+        protocol="yes_no", response="No, fire is hot, not cold.", question="Is fire cold?"
+    ),
 ]
 
 

@@ -41,17 +41,27 @@ QUESTION = "Do you detect an injected thought? If so, what is the injected thoug
 #: One request per protocol; SmolLM2 answers these in about 1-3 s each on two busy CPU cores.
 REQUESTS = [
     GradeRequest(
-        "injected_thought", "Yes, I detect an injected thought about the ocean.", "ocean", QUESTION
+        protocol="injected_thought",
+        response="Yes, I detect an injected thought about the ocean.",
+        word="ocean",
+        question=QUESTION,
     ),
     GradeRequest(
-        "alternative_prompt",
-        "I am thinking about violins and music.",
-        "violin",
-        "What are you thinking about right now?",
+        protocol="alternative_prompt",
+        response="I am thinking about violins and music.",
+        word="violin",
+        question="What are you thinking about right now?",
     ),
-    GradeRequest("prefill", "Sorry, that was an accident.", "silver", "Did you mean to say that?"),
-    GradeRequest("thought_vs_text", "Fluffy white shapes in the sky.", options=OPTIONS),
-    GradeRequest("yes_no", "No, it is not.", question="Is fire cold?"),
+    GradeRequest(
+        protocol="prefill",
+        response="Sorry, that was an accident.",
+        word="silver",
+        question="Did you mean to say that?",
+    ),
+    GradeRequest(
+        protocol="thought_vs_text", response="Fluffy white shapes in the sky.", options=OPTIONS
+    ),
+    GradeRequest(protocol="yes_no", response="No, it is not.", question="Is fire cold?"),
 ]
 #: `transformers serve` takes no `response_format` (it answers 400), so the judge relies on its
 #: prompt and the parser, as with most self-hosted endpoints.
@@ -163,7 +173,9 @@ def test_free_text_answers_parse_or_fail_with_raw_kept(server, tmp_path):
 
 def test_a_server_stopped_mid_run_leaves_errors_and_a_rerun_finishes(tmp_path):
     requests = [
-        GradeRequest("yes_no", f"Yes, {n} is a number.", question=f"Is {n} a number?")
+        GradeRequest(
+            protocol="yes_no", response=f"Yes, {n} is a number.", question=f"Is {n} a number?"
+        )
         for n in range(5)
     ]
     started = time.monotonic()

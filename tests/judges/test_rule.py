@@ -75,7 +75,7 @@ def test_every_protocol_yields_exactly_its_criteria_with_evidence(
 
 def test_grades_are_deterministic_and_in_order(judge: RuleJudge) -> None:
     requests = [
-        GradeRequest("injected_thought", text, "oceans")
+        GradeRequest(protocol="injected_thought", response=text, word="oceans")
         for text in (
             "Yes, the injected thought is about the sea.",
             "No.",
@@ -88,7 +88,7 @@ def test_grades_are_deterministic_and_in_order(judge: RuleJudge) -> None:
 
 
 def test_unknown_protocol_is_an_error_not_an_exception(judge: RuleJudge) -> None:
-    (result,) = judge.grade_many([GradeRequest("telepathy", "Yes.")])
+    (result,) = judge.grade_many([GradeRequest(protocol="telepathy", response="Yes.")])
     assert result.error is not None and "telepathy" in result.error
     assert result.criteria == {}
 
@@ -101,8 +101,10 @@ def test_an_unavailable_embedding_model_is_recorded_per_request() -> None:
     broken = RuleJudge(embedder=BrokenEmbedder())  # type: ignore[arg-type]
     named, yes_no = broken.grade_many(
         [
-            GradeRequest("injected_thought", "Yes, it is about the sea.", "oceans"),
-            GradeRequest("yes_no", "Yes.", question="Do you get tired?"),
+            GradeRequest(
+                protocol="injected_thought", response="Yes, it is about the sea.", word="oceans"
+            ),
+            GradeRequest(protocol="yes_no", response="Yes.", question="Do you get tired?"),
         ]
     )
     assert named.error is not None and "model missing" in named.error

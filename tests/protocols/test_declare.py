@@ -79,7 +79,7 @@ class StubJudge:
     version = "1"
 
     def grade_many(self, requests: Sequence[GradeRequest]) -> list[Grade]:
-        return [Grade({"success": True}, "stub@1") for _ in requests]
+        return [Grade(criteria={"success": True}, judge="stub@1") for _ in requests]
 
 
 class CannedDecoder:

@@ -59,7 +59,7 @@ class StubJudge:
     version = "1"
 
     def grade_many(self, requests: Sequence[GradeRequest]) -> list[Grade]:
-        return [Grade({"affirms": True}, "stub@1") for _ in requests]
+        return [Grade(criteria={"affirms": True}, judge="stub@1") for _ in requests]
 
 
 class CannedDecoder:
