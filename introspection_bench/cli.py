@@ -120,12 +120,24 @@ def _validate(args: argparse.Namespace) -> int:
 def _judge(args: argparse.Namespace) -> Judge:
     from introspection_bench.judges.base import build_judge
 
-    if args.judge_url and args.judge.partition(":")[0] != "openai":
-        raise JudgeError(
-            f"--judge-url is for OpenAI-compatible judges; use --judge openai:<model>, "
-            f"not {args.judge!r}"
+    options = {
+        name: value
+        for name, flag, value in (
+            ("base_url", "--judge-url", args.judge_url),
+            ("timeout_s", "--judge-timeout", getattr(args, "judge_timeout", None)),
+            ("max_concurrency", "--judge-concurrency", getattr(args, "judge_concurrency", None)),
         )
-    return build_judge(args.judge, **({"base_url": args.judge_url} if args.judge_url else {}))
+        if value is not None and _openai_only(flag, args.judge)
+    }
+    return build_judge(args.judge, **options)
+
+
+def _openai_only(flag: str, judge: str) -> bool:
+    if judge.partition(":")[0] != "openai":
+        raise JudgeError(
+            f"{flag} is for OpenAI-compatible judges; use --judge openai:<model>, not {judge!r}"
+        )
+    return True
 
 
 def _grade(args: argparse.Namespace) -> int:
@@ -288,6 +300,22 @@ def _judge_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--judge-url", default=None, help="base URL of an OpenAI-compatible endpoint (vLLM, ...)"
+    )
+    parser.add_argument(
+        "--judge-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="per-request timeout of an OpenAI-compatible judge (default 60; raise it for a "
+        "slow local server, or a timed-out request is retried while the server still works on it)",
+    )
+    parser.add_argument(
+        "--judge-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests in flight at once to an OpenAI-compatible judge (default 8; 1 for a "
+        "server that answers one request at a time)",
     )
 
 

@@ -20,11 +20,14 @@ from introspection_bench.judges.accuracy import LabelledCase, grade_cases, load_
 from introspection_bench.judges.base import Grade, Judge
 
 CALIBRATION_FILE = "calibration.json"
+_RAW_CHARS = 1000
 #: The shipped corpus of real replies of other models (fixtures/grading/corpus).
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "grading" / "corpus"
 
 
-def calibrate(judge: Judge, cases: Sequence[LabelledCase], labels_sha256: str = "") -> dict[str, Any]:
+def calibrate(
+    judge: Judge, cases: Sequence[LabelledCase], labels_sha256: str = ""
+) -> dict[str, Any]:
     """Grade `cases` with `judge` and measure it against the human labels.
 
     A judge error counts against the judge (a disagreement, never a "no").
@@ -36,7 +39,8 @@ def calibrate(judge: Judge, cases: Sequence[LabelledCase], labels_sha256: str = 
 
     Returns:
         {"judge", "labels_sha256", "created", "n_cases", "n_errors", "criteria": {criterion:
-        stats}, "by_family": {family: {criterion: stats}}}; stats are those of `criterion_stats`.
+        stats}, "by_family": {family: {criterion: stats}}, "rows": [one per case]}; stats are
+        those of `criterion_stats`, rows those of `graded_rows`.
 
     """
     graded = grade_cases(judge, cases)
@@ -60,11 +64,36 @@ def summarise_graded(
             family: criterion_table((c, g) for c, g in graded if c.extra.get("family") == family)
             for family in families
         },
+        "rows": graded_rows(graded),
     }
 
 
+def graded_rows(graded: Iterable[tuple[LabelledCase, Grade]]) -> list[dict[str, Any]]:
+    """One row per case: id, family, the human labels, the judge's criteria and its error.
+
+    Every statistic of the calibration can be recomputed from these rows, and a user can read
+    the judge's disagreements without grading again; a failed row keeps the start of the
+    judge's output (`raw`, at most `_RAW_CHARS` characters) to show why it failed.
+    """
+    return [
+        {
+            "id": case.id,
+            "family": case.extra.get("family"),
+            "labels": dict(case.labels),
+            "criteria": dict(grade.criteria),
+            "error": grade.error,
+            "raw": grade.raw[:_RAW_CHARS] if grade.error and grade.raw else None,
+        }
+        for case, grade in graded
+    ]
+
+
 def criterion_table(graded: Iterable[tuple[LabelledCase, Grade]]) -> dict[str, dict[str, Any]]:
-    """Per boolean criterion: the confusion counts and the statistics derived from them."""
+    """Per boolean criterion: the confusion counts and the statistics derived from them.
+
+    A case the judge failed on (an error, or no boolean verdict for the criterion) is counted in
+    `errors`, not in the confusion counts: it is neither a "yes" nor a "no".
+    """
     counts: dict[str, dict[str, int]] = {}
     for case, grade in graded:
         for criterion, label in case.labels.items():
@@ -74,24 +103,41 @@ def criterion_table(graded: Iterable[tuple[LabelledCase, Grade]]) -> dict[str, d
             cell = counts.setdefault(criterion, {"tp": 0, "fp": 0, "tn": 0, "fn": 0, "errors": 0})
             if not isinstance(predicted, bool):
                 cell["errors"] += 1
-                predicted = not label  # an error or a missing verdict is a disagreement
+                continue
             key = ("t" if predicted == label else "f") + ("p" if predicted else "n")
             cell[key] += 1
     return {criterion: criterion_stats(**cell) for criterion, cell in sorted(counts.items())}
 
 
 def criterion_stats(tp: int, fp: int, tn: int, fn: int, errors: int = 0) -> dict[str, Any]:
-    """Accuracy, false-yes rate (fp / negatives), miss rate (fn / positives) and Cohen's kappa."""
-    n = tp + fp + tn + fn
+    """Statistics of one criterion from its confusion counts and the judge's failures.
+
+    Args:
+        tp: Labelled yes, judged yes.
+        fp: Labelled no, judged yes.
+        tn: Labelled no, judged no.
+        fn: Labelled yes, judged no.
+        errors: Labelled cases the judge gave no verdict on.
+
+    Returns:
+        n (every labelled case), accuracy ((tp + tn) / n: a failure counts as a disagreement),
+        false_yes_rate (fp / (fp + tn)), miss_rate (fn / (fn + tp)), kappa (Cohen's, over the
+        judged cases), the confusion counts and errors; a rate without a denominator is None.
+
+    """
+    judged = tp + fp + tn + fn
+    n = judged + errors
     accuracy = (tp + tn) / n if n else None
-    p_label, p_judge = (tp + fn) / n if n else 0.0, (tp + fp) / n if n else 0.0
-    expected = p_label * p_judge + (1 - p_label) * (1 - p_judge)
-    if not n:
-        kappa = None
-    elif expected < 1:
-        kappa = (accuracy - expected) / (1 - expected)  # type: ignore[operator]
+    if judged:
+        agreement = (tp + tn) / judged
+        p_label, p_judge = (tp + fn) / judged, (tp + fp) / judged
+        expected = p_label * p_judge + (1 - p_label) * (1 - p_judge)
+        if expected < 1:
+            kappa: float | None = (agreement - expected) / (1 - expected)
+        else:  # one class only, in labels and verdicts alike
+            kappa = 1.0 if agreement == 1 else 0.0
     else:
-        kappa = 1.0 if accuracy == 1 else 0.0  # one class only, in labels and verdicts alike
+        kappa = None
     return {
         "n": n,
         "accuracy": accuracy,
@@ -126,7 +172,7 @@ def format_calibration(result: Mapping[str, Any]) -> str:
         f"judge {result['judge']} on {result['n_cases']} labelled cases"
         f" ({result['n_errors']} judge errors)",
         f"{'criterion':<22} {'n':>4} {'accuracy':>8} {'false yes':>9} {'miss':>6} {'kappa':>6}"
-        "   tp   fp   tn   fn",
+        "   tp   fp   tn   fn  err",
     ]
     rows = [("", result["criteria"])] + [
         (f"{family}/", table) for family, table in result.get("by_family", {}).items()
@@ -138,6 +184,7 @@ def format_calibration(result: Mapping[str, Any]) -> str:
                 f"{prefix + criterion:<22} {s['n']:>4} {_pct(s['accuracy']):>8}"
                 f" {_pct(s['false_yes_rate']):>9} {_pct(s['miss_rate']):>6}"
                 f" {_num(s['kappa']):>6} {c['tp']:>4} {c['fp']:>4} {c['tn']:>4} {c['fn']:>4}"
+                f" {s['errors']:>4}"
             )
     return "\n".join(lines)
 
@@ -166,13 +213,15 @@ def calibration_markdown(result: Mapping[str, Any]) -> str:
         f"{result['judge']} on {result['n_cases']} labelled cases "
         f"({result.get('labels', 'labels')}; {result['n_errors']} judge errors):",
         "",
-        "| criterion | n | accuracy | false yes | miss | kappa |",
-        "|---|---|---|---|---|---|",
+        "| criterion | n | accuracy | false yes | miss | kappa | tp/fp/tn/fn | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for criterion, s in result["criteria"].items():
+        c = s["confusion"]
         out.append(
             f"| {criterion} | {s['n']} | {_pct(s['accuracy'])} | {_pct(s['false_yes_rate'])} | "
-            f"{_pct(s['miss_rate'])} | {_num(s['kappa'])} |"
+            f"{_pct(s['miss_rate'])} | {_num(s['kappa'])} | "
+            f"{c['tp']}/{c['fp']}/{c['tn']}/{c['fn']} | {s.get('errors', 0)} |"
         )
     return "\n".join(out) + "\n"
 
@@ -185,9 +234,7 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def add_command(
-    commands: Any, judge_options: Any, make_judge: Any
-) -> None:
+def add_command(commands: Any, judge_options: Any, make_judge: Any) -> None:
     """Add `introspection-bench calibrate` to the CLI's subcommands.
 
     Args:
