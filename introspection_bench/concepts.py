@@ -161,8 +161,15 @@ def _read_activations(
                 [width - len(p.input_ids) + p.spans["word"][1] - 1 for p in prompts],
                 device=lm.device,
             )
+        # logits_to_keep=1: only residuals are read, and full-width logits of every position
+        # (rows x tokens x vocabulary) cost more than the whole rest of the forward.
         with torch.inference_mode(), record(lm, layers) as recorded:
-            lm.model(input_ids=ids, attention_mask=mask, position_ids=positions.clamp(min=0))
+            lm.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions.clamp(min=0),
+                logits_to_keep=1,
+            )
         valid = positions > 0
         for layer in layers:
             acts = recorded[layer].float()
