@@ -99,13 +99,15 @@ def write_reports(report_dir: Path, *, judge_accuracy: bool = True) -> tuple[Pat
     html_path, md_path = report_dir / REPORT_HTML, report_dir / REPORT_MD
     agreements = judge_agreements(report_dir)
     check = records_check(summary, records)
-    _write_atomic(html_path, render_html(summary, sections, examples, accuracy, agreements, check))
-    markdown = render_markdown(summary, sections, examples, accuracy, agreements, check)
     from introspection_bench.judges.calibrate import calibration_markdown, find_calibration
     from introspection_bench.models import cache_root
 
+    # `introspection-bench calibrate` measured this run's judge: both reports show it.
     calibration = find_calibration(str(summary["identity"]["judge"]), report_dir, cache_root())
-    if calibration:  # `introspection-bench calibrate` measured this run's judge
+    page = render_html(summary, sections, examples, accuracy, agreements, check, calibration)
+    _write_atomic(html_path, page)
+    markdown = render_markdown(summary, sections, examples, accuracy, agreements, check)
+    if calibration:
         markdown += calibration_markdown(calibration)
     _write_atomic(md_path, markdown)
     return html_path, md_path
@@ -450,8 +452,12 @@ def render_html(
     accuracy: Mapping[str, Any] | None,
     agreements: Sequence[Mapping[str, Any]] = (),
     check: str | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> str:
-    """Render the self-contained HTML report (inline CSS, plots as data: URIs)."""
+    """Render the self-contained HTML report (inline CSS, plots as data: URIs).
+
+    `calibration` (`judges.calibrate`) of the run's judge, when given, follows the judge section.
+    """
     e = html.escape
     title = f"introspection-bench: {summary['identity']['model']}"
     out = [
@@ -505,6 +511,10 @@ def render_html(
                 f"<pre class='completion'>{e(r.completion)}</pre>"
             )
     out.append("</section>" + _judge_html(summary, accuracy))
+    if calibration:
+        from introspection_bench.judges.calibrate import calibration_html
+
+        out.append(calibration_html(calibration))
     for agreement in agreements:
         judges = " vs ".join(html.escape(j) for j in agreement["judges"])
         rows = "".join(

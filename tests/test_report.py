@@ -206,3 +206,53 @@ def test_report_recomputes_the_verdicts_from_the_records(run_dir: Path, tmp_path
         r"thresholds version 1 gives FAIL\)",
         text,
     )
+
+
+def _calibration(judge: str) -> dict:
+    from introspection_bench.judges.accuracy import LabelledCase
+    from introspection_bench.judges.base import Grade, GradeRequest
+    from introspection_bench.judges.calibrate import summarise_graded
+
+    def case(i: int, family: str, affirms: bool) -> LabelledCase:
+        request = GradeRequest(protocol="injected_thought", response=f"reply {i}", word="ocean")
+        return LabelledCase(f"c{i}", request, {"affirms": affirms}, extra={"family": family})
+
+    def grade(affirms: bool | None) -> Grade:
+        if affirms is None:
+            return Grade(criteria={}, judge=judge, error="unparseable judge output")
+        return Grade(criteria={"affirms": affirms}, judge=judge)
+
+    graded = [
+        (case(1, "qwen", True), grade(True)),
+        (case(2, "qwen", False), grade(True)),
+        (case(3, "llama", False), grade(False)),
+        (case(4, "llama", True), grade(None)),
+    ]
+    return summarise_graded(graded, judge) | {"labels": "labels.jsonl"}
+
+
+def test_both_reports_show_the_calibration_of_the_runs_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTROSPECTION_BENCH_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "calibrated"
+    shutil.copytree(cached_run(model="one-layer", layers=(0.5,), strengths=(1.0,), trials=4), run)
+    judge = str(load_summary(run)["identity"]["judge"])
+    (run / "calibration.json").write_text(json.dumps(_calibration(judge)))
+    write_reports(run, judge_accuracy=False)
+    page, markdown = (run / "report.html").read_text(), (run / "report.md").read_text()
+    assert "<section id='calibration'><h2>Judge calibration</h2>" in page
+    assert f"{judge} on 4 labelled cases (labels.jsonl; 1 judge errors)" in page
+    # all: tp 1, fp 1, tn 1, 1 error: accuracy 2/4, false yes 1/2, miss 0/1, kappa over the
+    # 3 judged (2/3 - 4/9) / (1 - 4/9) = 0.4
+    all_row = ["all", "affirms", "4", "50.0%", "50.0%", "0.0%", "0.40", "1/1/1/0", "1"]
+    assert "<tr>" + "".join(f"<td>{c}</td>" for c in all_row) + "</tr>" in page
+    qwen_row = ["qwen", "affirms", "2", "50.0%", "100.0%", "0.0%", "0.00", "1/1/0/0", "0"]
+    assert "<tr>" + "".join(f"<td>{c}</td>" for c in qwen_row) + "</tr>" in page
+    assert "| affirms | 4 | 50.0% | 50.0% | 0.0% | 0.40 | 1/1/1/0 | 1 |" in markdown
+    assert "| llama | affirms | 2 | 50.0% | 0.0% | - | 1.00 | 0/0/1/0 | 1 |" in markdown
+
+    (run / "calibration.json").write_text(json.dumps(_calibration("openai:other@2")))
+    write_reports(run, judge_accuracy=False)
+    assert "id='calibration'" not in (run / "report.html").read_text(), "another judge's"
+    assert "Judge calibration" not in (run / "report.md").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import html
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -205,25 +206,85 @@ def find_calibration(judge_label: str, report_dir: Path, cache: Path) -> dict[st
 
 
 def calibration_markdown(result: Mapping[str, Any]) -> str:
-    """The calibration as a Markdown section for reports."""
+    """The calibration as a Markdown section for reports: all replies, then per family."""
     out = [
         "",
         "### Judge calibration",
         "",
-        f"{result['judge']} on {result['n_cases']} labelled cases "
-        f"({result.get('labels', 'labels')}; {result['n_errors']} judge errors):",
+        _calibration_intro(result) + ":",
         "",
         "| criterion | n | accuracy | false yes | miss | kappa | tp/fp/tn/fn | errors |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for criterion, s in result["criteria"].items():
-        c = s["confusion"]
-        out.append(
-            f"| {criterion} | {s['n']} | {_pct(s['accuracy'])} | {_pct(s['false_yes_rate'])} | "
-            f"{_pct(s['miss_rate'])} | {_num(s['kappa'])} | "
-            f"{c['tp']}/{c['fp']}/{c['tn']}/{c['fn']} | {s.get('errors', 0)} |"
-        )
+    out += [
+        "| " + " | ".join(cells) + " |"
+        for family, cells in _calibration_rows(result)
+        if family == "all"
+    ]
+    by_family = [
+        "| " + " | ".join((family, *cells)) + " |"
+        for family, cells in _calibration_rows(result)
+        if family != "all"
+    ]
+    if by_family:
+        out += [
+            "",
+            "| family | criterion | n | accuracy | false yes | miss | kappa | tp/fp/tn/fn "
+            "| errors |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *by_family,
+        ]
     return "\n".join(out) + "\n"
+
+
+def calibration_html(result: Mapping[str, Any]) -> str:
+    """The calibration as an HTML section (`id='calibration'`) for report.html."""
+    e = html.escape
+    head = "".join(
+        f"<th>{e(h)}</th>"
+        for h in (
+            "family", "criterion", "n", "accuracy", "false yes", "miss", "kappa",
+            "tp/fp/tn/fn", "errors",
+        )
+    )  # fmt: skip
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in (family, *cells)) + "</tr>"
+        for family, cells in _calibration_rows(result)
+    )
+    return (
+        "<section id='calibration'><h2>Judge calibration</h2>"
+        f"<p>{e(_calibration_intro(result))}. A judge error counts against accuracy and is "
+        "neither a yes nor a no in the confusion counts.</p>"
+        f"<table class='judge'><tr>{head}</tr>{rows}</table></section>"
+    )
+
+
+def _calibration_intro(result: Mapping[str, Any]) -> str:
+    return (
+        f"{result['judge']} on {result['n_cases']} labelled cases "
+        f"({result.get('labels', 'labels')}; {result['n_errors']} judge errors)"
+    )
+
+
+def _calibration_rows(result: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """(family or "all", cells) per criterion: overall first, then each family's."""
+    tables = [("all", result["criteria"]), *result.get("by_family", {}).items()]
+    rows = []
+    for family, table in tables:
+        for criterion, s in table.items():
+            c = s["confusion"]
+            cells = (
+                criterion,
+                str(s["n"]),
+                _pct(s["accuracy"]),
+                _pct(s["false_yes_rate"]),
+                _pct(s["miss_rate"]),
+                _num(s["kappa"]),
+                f"{c['tp']}/{c['fp']}/{c['tn']}/{c['fn']}",
+                str(s.get("errors", 0)),
+            )
+            rows.append((family, cells))
+    return rows
 
 
 def _pct(value: float | None) -> str:
