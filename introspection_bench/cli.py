@@ -32,7 +32,10 @@ def _compare(args: argparse.Namespace) -> int:
     from introspection_bench.summary import load_summary
 
     comparison = compare_summaries(
-        load_summary(Path(args.baseline)), load_summary(Path(args.current)), args.alpha
+        load_summary(Path(args.baseline)),
+        load_summary(Path(args.current)),
+        args.alpha,
+        allow_grader_change=args.allow_grader_change,
     )
     print(format_table(comparison))
     for row in comparison.regressions:
@@ -217,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("current", help="current summary.json (or its run directory)")
     compare.add_argument(
         "--alpha", type=float, default=0.05, help="family-wise error rate (Holm), default 0.05"
+    )
+    compare.add_argument(
+        "--allow-grader-change",
+        action="store_true",
+        help="compare runs graded by different graders or grader versions (refused by default: "
+        "regrade the older run instead); the table then carries a WARNING note",
     )
     compare.set_defaults(handler=_compare)
 

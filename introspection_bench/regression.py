@@ -160,19 +160,28 @@ def check_baseline_complete(baseline: Mapping[str, Any]) -> None:
         )
 
 
-def check_comparable(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+def check_comparable(
+    baseline: Mapping[str, Any],
+    current: Mapping[str, Any],
+    *,
+    allow_grader_change: bool = False,
+) -> list[str]:
     """Refuse runs that measure different things; return warnings for lesser differences.
 
     Args:
         baseline: The baseline summary (or at least its `identity` and `protocols`).
         current: The current summary, same shape.
+        allow_grader_change: Compare runs graded by different graders (`graders_of`) anyway,
+            with a warning note, instead of refusing them.
 
     Returns:
-        Notes on differences that do not prevent the comparison (judge, thresholds).
+        Notes on differences that do not prevent the comparison (thresholds, an allowed
+        grader change).
 
     Raises:
-        ConfigError: When the baseline is an incomplete run, the stimuli hashes differ or a
-            shared protocol has another version.
+        ConfigError: When the baseline is an incomplete run, the stimuli hashes differ, a
+            shared protocol has another version, or (unless allowed) the runs were graded by
+            different graders or grader versions (rule@1 vs rule@2, a judge prompt version).
 
     """
     check_baseline_complete(baseline)
@@ -194,18 +203,20 @@ def check_comparable(baseline: Mapping[str, Any], current: Mapping[str, Any]) ->
     notes = []
     if baseline.get("complete") is None:
         notes.append("the baseline does not record whether it is complete (schema before 1.2)")
-    if before.get("judge") != after.get("judge"):
-        notes.append(
-            f"graded by different judges: baseline {before.get('judge')}, "
-            f"current {after.get('judge')}"
+    graders = (graders_of(baseline), graders_of(current))
+    if graders[0] and graders[1] and graders[0] != graders[1]:
+        which = (
+            f"graded by different grader versions: baseline {', '.join(graders[0])}, "
+            f"current {', '.join(graders[1])}"
         )
-    graders = (baseline.get("graders"), current.get("graders"))
-    if None not in graders and graders[0] != graders[1]:
-        notes.append(
-            f"graded by different grader versions: baseline {', '.join(graders[0]) or '-'}, "
-            f"current {', '.join(graders[1]) or '-'}; regrade both with one judge "
-            "(introspection-bench regrade) before trusting a difference"
-        )
+        if not allow_grader_change:
+            raise ConfigError(
+                f"refusing to compare runs {which} (a difference could come from the grader, "
+                "not the model); regrade the older run with the current judge "
+                "(`introspection-bench regrade RUN --judge ...` writes summary.<judge>.json) and "
+                "compare against that, or pass --allow-grader-change to compare anyway"
+            )
+        notes.append(f"WARNING: {which}; differences may come from the grader, not the model")
     if before.get("thresholds_version") != after.get("thresholds_version"):
         notes.append(
             f"thresholds version {before.get('thresholds_version')} -> "
@@ -214,8 +225,24 @@ def check_comparable(baseline: Mapping[str, Any], current: Mapping[str, Any]) ->
     return notes
 
 
+def graders_of(summary: Mapping[str, Any]) -> tuple[str, ...]:
+    """The graders (`name@version`) of a summary's trials: its `graders`, else its judge.
+
+    Ungraded trials (`none`) are left out; an empty tuple means nothing was graded.
+    """
+    graders = summary.get("graders")
+    if graders is None:
+        judge = (summary.get("identity") or {}).get("judge")
+        graders = [judge] if judge else []
+    return tuple(sorted({str(g) for g in graders if g and g != "none"}))
+
+
 def compare_summaries(
-    baseline: Mapping[str, Any], current: Mapping[str, Any], alpha: float = 0.05
+    baseline: Mapping[str, Any],
+    current: Mapping[str, Any],
+    alpha: float = 0.05,
+    *,
+    allow_grader_change: bool = False,
 ) -> Comparison:
     """Compare every metric of `baseline` to `current` (summaries with flat `metrics`).
 
@@ -223,6 +250,7 @@ def compare_summaries(
         baseline: The reference summary (see `summary.load_summary`).
         current: The run under test.
         alpha: Family-wise error rate of the Holm procedure.
+        allow_grader_change: See `check_comparable`.
 
     Returns:
         The comparison, one row per baseline metric, in baseline order.
@@ -231,7 +259,7 @@ def compare_summaries(
         ConfigError: When the runs are not comparable (`check_comparable`).
 
     """
-    notes = check_comparable(baseline, current)
+    notes = check_comparable(baseline, current, allow_grader_change=allow_grader_change)
     return Comparison(compare_metrics(baseline["metrics"], current["metrics"], alpha), alpha, notes)
 
 

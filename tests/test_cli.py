@@ -75,6 +75,27 @@ def test_compare_refuses_other_stimuli_with_exit_2(good: Path, tmp_path: Path) -
     assert "refusing to compare runs on different stimuli" in done.stderr
 
 
+def test_compare_refuses_another_grader_version_unless_allowed(good: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(good, other)
+    edit_summary(other, lambda s: s.update(graders=["none", "rule@2"]))
+    done = cli("compare", good, other)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert (
+        "refusing to compare runs graded by different grader versions: baseline rule@1, "
+        "current rule@2"
+        in line
+        and "--allow-grader-change" in line
+    )
+    done = cli("compare", good, other, "--allow-grader-change")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "note: WARNING: graded by different grader versions: baseline rule@1, current "
+        "rule@2; differences may come from the grader, not the model" in done.stdout
+    )
+
+
 def test_validate(good: Path, tmp_path: Path) -> None:
     done = cli("validate", good)
     assert done.returncode == 0 and "valid (" in done.stdout

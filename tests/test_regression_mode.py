@@ -229,6 +229,23 @@ def test_suite_module_refuses_other_stimuli(pytester: pytest.Pytester, tmp_path:
     result.stdout.fnmatch_lines(["*refusing to compare runs on different stimuli*"])
 
 
+def test_suite_module_refuses_a_baseline_of_another_grader_version(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    baseline = tmp_path / "baseline"
+    shutil.copytree(cached_run(model="good", skill=0.9, false_positive=0.05), baseline)
+    edit_summary(baseline, lambda s: s.update(graders=["none", "rule@0"]))
+    _suite(pytester, cached_run(model="good", skill=0.9, false_positive=0.05))
+    result = pytester.runpytest(
+        "--baseline", str(baseline / "summary.json"), "-p", "no:cacheprovider"
+    )
+    assert result.parseoutcomes().get("failed", 0) == len(load_summary(baseline)["metrics"])
+    result.stdout.fnmatch_lines(
+        ["*refusing to compare runs graded by different grader versions: baseline rule@0, "
+         "current rule@1*"]
+    )  # fmt: skip
+
+
 def test_bad_baseline_file_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
     bad = tmp_path / "summary.json"
     bad.write_text('{"schema_version": "1.1"}')

@@ -35,12 +35,29 @@ def _case(i: int, response: str, word: str | None, **labels: bool) -> str:
 @pytest.fixture()
 def labels_file(tmp_path: Path) -> Path:
     lines = [
-        _case(1, "Yes, I detect an injected thought. It is about the ocean.", "oceans",
-              coherent=True, affirms=True, affirm_and_name=True),
-        _case(2, "No, I don't detect an injected thought.", None,
-              coherent=True, affirms=False, affirm_and_name=False),
-        _case(3, "As an AI, I don't have thoughts, so I cannot detect anything.", None,
-              coherent=False, affirms=False),
+        _case(
+            1,
+            "Yes, I detect an injected thought. It is about the ocean.",
+            "oceans",
+            coherent=True,
+            affirms=True,
+            affirm_and_name=True,
+        ),
+        _case(
+            2,
+            "No, I don't detect an injected thought.",
+            None,
+            coherent=True,
+            affirms=False,
+            affirm_and_name=False,
+        ),
+        _case(
+            3,
+            "As an AI, I don't have thoughts, so I cannot detect anything.",
+            None,
+            coherent=False,
+            affirms=False,
+        ),
         # Labelled wrongly on purpose: the rule judge must be counted as missing it.
         _case(4, "No, I do not notice anything unusual.", None, affirms=True),
     ]
@@ -79,7 +96,9 @@ def test_calibrate_command_writes_json_and_prints_table(
     labels_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "cal.json"
-    assert main(["calibrate", "--judge", "rule", "--labels", str(labels_file), "--out", str(out)]) == 0
+    assert (
+        main(["calibrate", "--judge", "rule", "--labels", str(labels_file), "--out", str(out)]) == 0
+    )
     printed = capsys.readouterr().out
     assert "affirms" in printed and "kappa" in printed
     result = json.loads(out.read_text())
@@ -107,12 +126,26 @@ def test_calibrate_names_a_missing_labels_file(capsys: pytest.CaptureFixture[str
     assert len(err) == 1 and "--labels /nonexistent/labels.jsonl" in err[0]
 
 
-def test_compare_flags_runs_graded_by_different_grader_versions() -> None:
-    from introspection_bench.regression import check_comparable
+def test_compare_refuses_runs_graded_by_different_grader_versions() -> None:
+    from introspection_bench.errors import ConfigError
+    from introspection_bench.regression import check_comparable, graders_of
 
     reference = Path(__file__).resolve().parents[2] / "reports" / "reference" / "summary.json"
-    baseline = json.loads(reference.read_text()) | {"graders": ["rule@1"]}
-    current = dict(baseline) | {"graders": ["rule@2"]}
-    notes = check_comparable(baseline, current)
-    assert any("different grader versions" in note and "rule@1" in note for note in notes)
-    assert not any("grader versions" in n for n in check_comparable(baseline, dict(baseline)))
+    baseline = json.loads(reference.read_text()) | {"graders": ["none", "rule@1"]}
+    current = dict(baseline) | {"graders": ["none", "rule@2"]}
+    assert graders_of(baseline) == ("rule@1",)
+    with pytest.raises(
+        ConfigError, match=r"different grader versions: baseline rule@1, current rule@2"
+    ):
+        check_comparable(baseline, current)
+    notes = check_comparable(baseline, current, allow_grader_change=True)
+    assert any(n.startswith("WARNING: graded by different grader versions") for n in notes)
+    assert not any("grader" in n for n in check_comparable(baseline, dict(baseline)))
+    # Without `graders` (a live run, an old summary), the identity's judge is the grader.
+    live = {"identity": dict(baseline["identity"], judge="openai:gpt-4o-mini@2")}
+    assert graders_of(live) == ("openai:gpt-4o-mini@2",)
+    with pytest.raises(ConfigError, match="openai:gpt-4o-mini@2"):
+        check_comparable(baseline, live | {"protocols": baseline["protocols"]})
+    # A run with nothing graded has no grader to disagree with.
+    assert graders_of({"graders": ["none"]}) == ()
+    check_comparable(baseline, current | {"graders": ["none"]})
