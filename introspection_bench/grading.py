@@ -285,13 +285,27 @@ _REQUESTS: Mapping[str, Callable[[TrialRecord], GradeRequest | None]] = {
 def request_for(record: TrialRecord) -> GradeRequest | None:
     """The grade request of a finished trial, as its protocol module built it.
 
+    A declared protocol's trial records its request (`extra["grade_request"]`), so a user's
+    protocol is re-graded without its declaring file.
+
     Returns:
         The request, or None for trials no judge grades (`intentional_control`, the
         `thought_vs_text` repeat trials, which are scored by substring match).
 
     """
     build = _REQUESTS.get(record.protocol)
-    return build(record) if build else None
+    if build is not None:
+        return build(record)
+    recorded = record.extra.get("grade_request")  # a declared protocol's trial carries its own
+    if not isinstance(recorded, Mapping) or not recorded.get("protocol"):
+        return None
+    return GradeRequest(
+        protocol=str(recorded["protocol"]),
+        response=record.completion,
+        word=recorded.get("word"),
+        question=recorded.get("question"),
+        options=tuple(recorded.get("options") or ()),
+    )
 
 
 def judge_slug(label: str) -> str:
@@ -368,6 +382,7 @@ def regrade_run(
             thresholds,
             tests=tests,
             identity=identity,
+            declarations=summary.get("declarations"),
         )
     except IntrospectionBenchError as error:
         if not n_errors:
@@ -379,7 +394,9 @@ def regrade_run(
             "check the judge (--judge, --judge-url) and run regrade again"
         ) from error
     elapsed_s = float(summary.get("elapsed_s") or 0.0) + time.monotonic() - started
-    new_summary = build_summary(config, new_records, verdicts, elapsed_s=elapsed_s)
+    new_summary = build_summary(
+        config, new_records, verdicts, elapsed_s=elapsed_s, declarations=summary.get("declarations")
+    )
     new_summary["regraded_from"] = {
         "summary": "summary.json",
         "judge": (summary.get("identity") or {}).get("judge"),

@@ -15,7 +15,10 @@ accepted only when
   its grades within the rule judge's measured error (fixtures/grading);
 - the required controls are present (no-injection false positives, random vectors, yes-bias);
 - its trial content is not the same as another submission's under another model identity;
-- it was graded by the same judge as every other accepted submission.
+- it was graded by the same judge as every other accepted submission;
+- a declared (user) protocol is decided by the rule its summary records as data, rebuilt from
+  this package's `protocols.rules` (no submitted code runs; a rule recorded only as code is
+  rejected), and declared with the same digest as in the other accepted submissions.
 Rejected submissions are listed on the page with their reasons; the page shows the recomputed
 numbers.
 """
@@ -47,6 +50,7 @@ __all__ = [
     "Value",
     "build_leaderboard",
     "check_duplicates",
+    "check_same_declarations",
     "check_same_judge",
     "leaderboard_values",
     "load_submission",
@@ -118,6 +122,33 @@ def check_same_judge(submissions: Sequence[Submission], judge: str | None = None
                 f"graded by {s.summary['identity']['judge']}; this leaderboard uses {chosen}"
             )
     return chosen
+
+
+def check_same_declarations(submissions: Sequence[Submission]) -> None:
+    """Reject accepted submissions that declare a protocol name with another declaration.
+
+    A user's protocol is decided by the rule its summary records (`protocols.recorded`); the
+    same name must mean the same experiment on one page, so per name the digest declared by
+    most accepted submissions (ties: the smallest digest) wins, and the others are rejected.
+    """
+    digests: dict[str, Counter[str]] = {}
+    for s in submissions:
+        if s.accepted and s.summary:
+            for name, data in (s.summary.get("declarations") or {}).items():
+                digests.setdefault(name, Counter())[str(data.get("digest"))] += 1
+    chosen = {
+        name: sorted(counts.items(), key=lambda item: (-item[1], item[0]))[0][0]
+        for name, counts in digests.items()
+    }
+    for s in submissions:
+        if not (s.accepted and s.summary):
+            continue
+        for name, data in sorted((s.summary.get("declarations") or {}).items()):
+            if str(data.get("digest")) != chosen[name]:
+                s.reasons.append(
+                    f"declares protocol {name} as {str(data.get('digest'))[:8]}, other "
+                    f"submissions as {chosen[name][:8]}: one name, two experiments"
+                )
 
 
 # -- columns -----------------------------------------------------------------------------------
@@ -289,6 +320,7 @@ def build_leaderboard(
     checks = checks or default_checks()
     submissions = [load_submission(Path(p), checks) for p in paths]
     check_duplicates(submissions)
+    check_same_declarations(submissions)
     chosen = check_same_judge(submissions, judge)
     for s in submissions:
         if s.accepted and s.recomputed is not None:

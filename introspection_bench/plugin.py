@@ -24,6 +24,10 @@ BASELINE = pytest.StashKey["dict[str, Any]"]()
 SHARD = pytest.StashKey["Any"]()
 DEVICE_MAP = pytest.StashKey["Any"]()
 SHARD_ENTRIES = pytest.StashKey[list]()
+COLLECTED = pytest.StashKey[list]()
+"""Protocols of every collected suite test, before -k/-m (their declarations are recorded)."""
+SELECTED = pytest.StashKey[list]()
+"""Protocols of the suite tests that run (pooled into one decode)."""
 VERDICT_PROPERTY = "introspection_bench_verdict"
 SHARD_PROPERTY = "introspection_bench_shard"
 
@@ -206,9 +210,17 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark suite tests with their protocol (`-m prefill`) and group them for `--dist loadgroup`."""
-    from introspection_bench.suite import mark_suite_items
+    from introspection_bench.suite import mark_suite_items, suite_protocols
 
     mark_suite_items(config, items)
+    config.stash[COLLECTED] = suite_protocols(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember the protocols of the tests that will run (after -k/-m)."""
+    from introspection_bench.suite import suite_protocols
+
+    session.config.stash[SELECTED] = suite_protocols(session.items)
 
 
 def _slug(text: str) -> str:
@@ -248,12 +260,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def bench(request: pytest.FixtureRequest) -> Any:
     """The run: model, stimuli, judge and records, loaded once per session (per xdist worker)."""
+    from introspection_bench.protocols.registry import is_builtin
     from introspection_bench.runner import SuiteRunner
 
     config = request.config
     worker = os.environ.get("PYTEST_XDIST_WORKER")
+    collected = config.stash.get(COLLECTED, [])
     try:
-        return SuiteRunner.start(
+        runner = SuiteRunner.start(
             _worker_config(config.stash[RUN_CONFIG], worker),
             config.stash[REPORT_DIR],
             worker=worker,
@@ -262,9 +276,13 @@ def bench(request: pytest.FixtureRequest) -> Any:
             shard=config.stash.get(SHARD, None),
             device_map=config.stash.get(DEVICE_MAP, None),
             executor=config.option.ib_executor,
+            declared=[p for p in collected if not is_builtin(p.NAME)],
         )
     except IntrospectionBenchError as error:
         pytest.exit(f"introspection-bench: {error}", returncode=4)
+    if worker is None:  # under xdist each worker runs only its groups: no pooling there
+        runner.pool = [p.NAME for p in config.stash.get(SELECTED, [])]
+    return runner
 
 
 def _worker_config(run: Any, worker: str | None) -> Any:

@@ -382,18 +382,22 @@ def compare_run(bench: Any, baseline: Mapping[str, Any], alpha: float = 0.05) ->
     """
     from introspection_bench.protocols._common import strengths_for
     from introspection_bench.protocols.base import Cell
-    from introspection_bench.runner import TEST_OWNERS
     from introspection_bench.summary import flat_metrics
 
-    wanted = [v for v in baseline["verdicts"] if v["test"] in TEST_OWNERS]
-    versions = {TEST_OWNERS[v["test"]].NAME: str(TEST_OWNERS[v["test"]].VERSION) for v in wanted}
+    owners = _live_owners(baseline)
+    wanted = [v for v in baseline["verdicts"] if v["test"] in owners]
+    versions = {owners[v["test"]].NAME: str(owners[v["test"]].VERSION) for v in wanted}
     identity = bench.identity()
     notes = check_comparable(baseline, {"identity": identity, "protocols": versions})
+    notes += _declaration_notes(baseline, owners)
     config = bench.session.config
+    prepare = getattr(bench, "prepare", None)
+    if prepare is not None:  # every protocol compared is generated in one pooled decode
+        prepare({owners[v["test"]].NAME for v in wanted})
 
     def measured(test: str) -> set[str]:
         """Cell labels this run's sweep has for `test` (protocols may have their own strengths)."""
-        strengths = (*strengths_for(config, TEST_OWNERS[test].NAME), None)
+        strengths = (*strengths_for(config, owners[test].NAME), None)
         return {Cell(layer, s).label for layer in config.layers for s in strengths} | {"all"}
 
     verdicts, seen = [], set()
@@ -405,3 +409,38 @@ def compare_run(bench: Any, baseline: Mapping[str, Any], alpha: float = 0.05) ->
         verdicts.append(bench.verdict_dict(bench.verdict(v["test"], cell)))
     rows = compare_metrics(baseline["metrics"], flat_metrics(verdicts), alpha)
     return Comparison(rows, alpha, notes)
+
+
+def _live_owners(baseline: Mapping[str, Any]) -> dict[str, Any]:
+    """Baseline test -> the protocol this run decides it with: built-in or declared in this run.
+
+    A declared protocol of the baseline that this run does not declare is not compared (its
+    tests are `missing`): a CI job compares what it runs.
+    """
+    from introspection_bench.protocols.registry import owner
+
+    owners = {}
+    for verdict in baseline["verdicts"]:
+        try:
+            owners[verdict["test"]] = owner(verdict["test"])
+        except ConfigError:
+            continue
+    return owners
+
+
+def _declaration_notes(baseline: Mapping[str, Any], owners: Mapping[str, Any]) -> list[str]:
+    """A note per declared protocol whose declaration changed since the baseline run."""
+    from introspection_bench.protocols.recorded import declaration
+
+    notes = []
+    for name, data in sorted((baseline.get("declarations") or {}).items()):
+        live = next((o for o in owners.values() if o.NAME == name), None)
+        if live is None or not hasattr(live, "checks"):
+            continue
+        digest = declaration(live)["digest"]
+        if digest != data.get("digest"):
+            notes.append(
+                f"declared protocol {name} changed since the baseline (declaration digest "
+                f"{str(data.get('digest'))[:8]} -> {digest[:8]}): its tests compare other rules"
+            )
+    return notes

@@ -5,7 +5,7 @@ The pytest plugin is a thin layer over this module; `cli.py` uses it too (regrad
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +22,11 @@ from introspection_bench.protocols import (
     yes_bias,
 )
 from introspection_bench.protocols.base import Cell, Verdict
+from introspection_bench.protocols.recorded import (
+    read_declarations,
+    rebuild_all,
+    write_declarations,
+)
 from introspection_bench.protocols.registry import owner, registered
 from introspection_bench.records import RecordStore, TrialRecord
 from introspection_bench.session import BenchSession, RunConfig
@@ -52,6 +57,9 @@ class SuiteRunner:
         self.thresholds = thresholds
         self._records: dict[str, list[TrialRecord]] = {}
         self._described: set[str] = set()
+        self.pool: list[str] = []
+        """Protocols generated together with the first one a test needs (the selected tests'
+        protocols; the plugin sets it outside xdist)."""
 
     @classmethod
     def start(
@@ -65,12 +73,15 @@ class SuiteRunner:
         shard: Shard | None = None,
         device_map: str | dict[str, Any] | None = None,
         executor: str | None = None,
+        declared: Sequence[Any] = (),
     ) -> SuiteRunner:
         """Load model, stimuli and judge; claim the report dir for this configuration.
 
         With a `shard`, only its slice of each protocol's trials runs, into its own files;
         a `device_map` spreads the model over devices (`placement.py`); `executor`
-        `ray[:ADDRESS]` decodes on Ray actors (`executors.py`).
+        `ray[:ADDRESS]` decodes on Ray actors (`executors.py`). The `declared` experiments
+        (the user protocols whose tests were collected) are recorded as data in the run's
+        `protocols.json`, so finished-run tools decide them without their files.
         """
         from introspection_bench.judges.base import build_judge
         from introspection_bench.models import load_model
@@ -92,18 +103,39 @@ class SuiteRunner:
         # version bump would silently mix old and new trials.
         versions = {m.NAME: m.VERSION for m in (*PROTOCOL_MODULES, *registered())}
         store.claim(config.key() | {"protocol_versions": versions, "stimuli_hash": stimuli.sha256})
+        write_declarations(report_dir, declared)
         decoder = _remote_decoder(executor, config, lm.fingerprint)
         return cls(BenchSession(config, lm, stimuli, judge, store, shard, decoder), thresholds)
 
     def records(self, module: ModuleType) -> list[TrialRecord]:
-        """Every record of a protocol module, generating and grading what is missing (once)."""
+        """Every record of a protocol module, generating and grading what is missing (once).
+
+        The first protocol needed brings every protocol of `pool` with it: their trials share
+        one decode (`prepare`).
+        """
         if module.NAME not in self._records:
-            runner = getattr(module, "run", None)
-            if runner is not None:
-                self._records[module.NAME] = runner(self.session)
-            else:
-                self._records[module.NAME] = self.session.run(module.build_trials(self.session))
+            self.prepare([module.NAME, *self.pool], first=module)
         return self._records[module.NAME]
+
+    def prepare(self, names: Iterable[str], first: Any = None) -> None:
+        """Generate and grade the protocols `names` not yet run, in one pooled decode.
+
+        Forward-only protocols (`run(session)`, Exp 4) measure on their own.
+        """
+        known = {p.NAME: p for p in (*PROTOCOL_MODULES, *registered())}
+        if first is not None:
+            known[first.NAME] = first
+        todo = [known[n] for n in dict.fromkeys(names) if n in known and n not in self._records]
+        pooled = []
+        for protocol in todo:
+            measure = getattr(protocol, "run", None)
+            if measure is not None:
+                self._records[protocol.NAME] = measure(self.session)
+            else:
+                pooled.append(protocol)
+        groups = self.session.run_many([p.build_trials(self.session) for p in pooled])
+        for protocol, records in zip(pooled, groups, strict=True):
+            self._records[protocol.NAME] = records
 
     def verdict(self, test: str, cell: Cell) -> Verdict:
         """The verdict of one test at one cell.
@@ -183,16 +215,22 @@ def _remote_decoder(executor: str | None, config: RunConfig, fingerprint: str) -
     return RayDecoder(recipe, address=spec.address, fingerprint=fingerprint)
 
 
-def verdict_data(verdict: Verdict, identity: Mapping[str, Any]) -> dict[str, Any]:
-    """A verdict as plain JSON data with its protocol and the run's identity (for the summary)."""
+def verdict_data(
+    verdict: Verdict, identity: Mapping[str, Any], protocol: Any = None
+) -> dict[str, Any]:
+    """A verdict as plain JSON data with its protocol and the run's identity (for the summary).
+
+    `protocol` is the one that decided it (default: the test's owner in this process).
+    """
     data = asdict(verdict)
     data["cell"] = {
         "layer": verdict.cell.layer,
         "strength": verdict.cell.strength,
         "label": verdict.cell.label,
     }
-    data["protocol"] = owner(verdict.test).NAME
-    data["protocol_version"] = owner(verdict.test).VERSION
+    decided_by = protocol or owner(verdict.test)
+    data["protocol"] = decided_by.NAME
+    data["protocol_version"] = decided_by.VERSION
     data["identity"] = dict(identity)
     return data
 
@@ -218,11 +256,14 @@ def verdicts_from_records(
     *,
     tests: Sequence[tuple[str, Cell]],
     identity: Mapping[str, Any],
+    declarations: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Recompute verdicts from a finished run's records with each protocol's `evaluate`.
 
     Nothing is generated or graded: this is what `SuiteRunner.verdict` decides, given the
-    records (e.g. re-graded by another judge).
+    records (e.g. re-graded by another judge). Declared protocols are decided by the rules
+    the run recorded (`declarations`, rebuilt by `protocols.recorded`), never by importing
+    the file that declared them.
 
     Args:
         config: The run's configuration (layers, strengths, seed).
@@ -231,24 +272,27 @@ def verdicts_from_records(
         thresholds: The pass rules (suites/thresholds.toml).
         tests: (test name, cell) pairs to decide, e.g. those of the run's summary.
         identity: The run's identity, attached to every verdict.
+        declarations: The run's declared protocols (`summary["declarations"]`).
 
     Returns:
         The verdicts as plain JSON data (`verdict_data`), in the order of `tests`.
 
     Raises:
-        ConfigError: For an unknown test name, listing the known ones.
+        ConfigError: For an unknown test name (listing the known ones), a declaration that
+            cannot be rebuilt, or a declared test decided by code the record cannot carry.
 
     """
     # `evaluate` reads only `config` and `layer_index` from its session.
     session = cast("BenchSession", RecordedRun(config, n_layers))
+    recorded = rebuild_all(declarations)
     by_protocol: dict[str, list[TrialRecord]] = {}
     for record in records:
         by_protocol.setdefault(record.protocol, []).append(record)
     verdicts = []
     for test, cell in tests:
-        module = owner(test)
+        module = owner(test, recorded)
         verdict = module.evaluate(session, by_protocol.get(module.NAME, []), test, cell, thresholds)
-        verdicts.append(verdict_data(verdict, identity))
+        verdicts.append(verdict_data(verdict, identity, module))
     return verdicts
 
 
@@ -258,7 +302,14 @@ def write_summary(
     """Merge record shards and write `summary.json` (and the reports, when available)."""
     store = RecordStore(report_dir)
     store.merge_shards()
-    return write_merged_summary(config, report_dir, store.all(), verdicts, elapsed_s=elapsed_s)
+    return write_merged_summary(
+        config,
+        report_dir,
+        store.all(),
+        verdicts,
+        elapsed_s=elapsed_s,
+        declarations=read_declarations(report_dir),
+    )
 
 
 def write_merged_summary(
@@ -269,14 +320,18 @@ def write_merged_summary(
     *,
     elapsed_s: float,
     judge_accuracy: bool = True,
+    declarations: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `summary.json` (and the reports, when available) of records already merged.
 
-    `judge_accuracy=False` reports only a cached measurement of the rule judge.
+    `judge_accuracy=False` reports only a cached measurement of the rule judge;
+    `declarations` are the run's declared protocols (`protocols.recorded`).
     """
     from introspection_bench.summary import build_summary, save_summary
 
-    summary = build_summary(config, records, verdicts, elapsed_s=elapsed_s)
+    summary = build_summary(
+        config, records, verdicts, elapsed_s=elapsed_s, declarations=declarations
+    )
     path = save_summary(summary, report_dir)
     try:
         from introspection_bench.report import write_reports

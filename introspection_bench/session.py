@@ -191,15 +191,31 @@ class BenchSession:
 
     def run(self, trials: Sequence[Trial]) -> list[TrialRecord]:
         """Generate and grade every trial (of this shard) not yet finished; return their records."""
-        unique = self.assigned(trials)
-        pending = [t for t in unique if t.trial_id not in self.store]
+        return self.run_many([trials])[0]
+
+    def run_many(self, groups: Sequence[Sequence[Trial]]) -> list[list[TrialRecord]]:
+        """`run` for several protocols' trials at once: one pooled decode, one grading pass.
+
+        Each group (one protocol's trials) is assigned to this shard on its own; the pending
+        trials of all groups go to the decoder together, so the batches mix protocols. A
+        trial's tokens depend only on its own prompt, injection and seed, so its record is
+        the one it gets run alone.
+
+        Returns:
+            The records of each group, in the order of `groups`.
+
+        """
+        assigned = [self.assigned(trials) for trials in groups]
+        pending = [t for unique in assigned for t in unique if t.trial_id not in self.store]
         if pending:
             self._generate(pending)
-        ungraded = [t for t in unique if self._needs_grading(t)]
+        ungraded = [t for unique in assigned for t in unique if self._needs_grading(t)]
         if ungraded:
             self._grade(ungraded)
-        records = [self.store.get(t.trial_id) for t in unique]
-        return [r for r in records if r is not None]
+        return [
+            [r for t in unique if (r := self.store.get(t.trial_id)) is not None]
+            for unique in assigned
+        ]
 
     def _needs_grading(self, trial: Trial) -> bool:
         record = self.store.get(trial.trial_id)

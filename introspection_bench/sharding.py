@@ -363,6 +363,7 @@ def merge_shards(
 
     """
     from introspection_bench.protocols.base import Cell
+    from introspection_bench.protocols.recorded import read_declarations
     from introspection_bench.runner import verdicts_from_records, write_merged_summary
     from introspection_bench.session import RunConfig
 
@@ -393,8 +394,17 @@ def merge_shards(
     tests = [(t["test"], Cell(t["cell"]["layer"], t["cell"]["strength"])) for t in first["tests"]]
     summary_path = None
     if tests:
+        declarations: dict[str, Any] = {}
+        for manifest in manifests:  # the shards' declared protocols (the same in every shard)
+            declarations |= read_declarations(manifest.path.parent)
         verdicts = verdicts_from_records(
-            config, ordered, int(identity["n_layers"]), thresholds, tests=tests, identity=identity
+            config,
+            ordered,
+            int(identity["n_layers"]),
+            thresholds,
+            tests=tests,
+            identity=identity,
+            declarations=declarations,
         )
         elapsed = max(float(m.data.get("elapsed_s", 0.0)) for m in manifests)
         for manifest in manifests:  # the shards' cached judge measurement, if any
@@ -402,7 +412,13 @@ def merge_shards(
             if cached.is_file() and not (out / JUDGE_ACCURACY_FILE).is_file():
                 shutil.copy(cached, out / JUDGE_ACCURACY_FILE)
         summary_path = write_merged_summary(
-            config, out, ordered, verdicts, elapsed_s=elapsed, judge_accuracy=judge_accuracy
+            config,
+            out,
+            ordered,
+            verdicts,
+            elapsed_s=elapsed,
+            judge_accuracy=judge_accuracy,
+            declarations=declarations,
         )
     return MergedRun(
         out,

@@ -3,6 +3,8 @@
 Nothing a summary claims is trusted: `recompute` decides every test of the run's configuration
 again from trials.jsonl with the protocol modules' own `evaluate` and the pinned thresholds,
 and each metric, interval, p-value and verdict of the summary is compared with the result.
+A declared (user) protocol is decided by the rule its summary records as data, rebuilt from
+`protocols.rules` (no submitted code is imported); a rule recorded only as code is rejected.
 `regrade_sample` re-grades a deterministic sample of the completions with the offline rule
 judge and rejects disagreement beyond that judge's measured error (fixtures/grading).
 `content_digest` lets the leaderboard find the same trials submitted under two identities.
@@ -224,23 +226,25 @@ def recompute(
     from introspection_bench.summary import expected_tests, flat_metrics, incompleteness
 
     identity = summary["identity"]
+    declarations = summary.get("declarations") or {}
     try:
         config = RunConfig.from_key(dict(summary["config"]))
         n_layers = int(identity["n_layers"])
-        gaps = incompleteness(config, records, summary["verdicts"])
+        gaps = incompleteness(config, records, summary["verdicts"], declarations)
     except (IntrospectionBenchError, KeyError, TypeError, ValueError, AttributeError) as error:
         return None, [f"cannot read the run's configuration from its summary: {error!r}"]
     reasons = [f"incomplete run: {'; '.join(gaps)}"] if gaps else []
     if summary.get("complete") is False and not gaps:
         reasons.append("the summary marks the run incomplete")
-    try:
+    try:  # declared protocols: rules rebuilt from the summary's data, no submitted code runs
         verdicts = verdicts_from_records(
             config,
             records,
             n_layers,
             thresholds,
-            tests=expected_tests(config),
+            tests=expected_tests(config, declarations),
             identity=identity,
+            declarations=declarations,
         )
     except (IntrospectionBenchError, KeyError, TypeError, ValueError, AttributeError) as error:
         # Boundary of an untrusted submission: any failure to evaluate it is its rejection

@@ -136,6 +136,18 @@ def register_markers(config: pytest.Config, names: Sequence[str]) -> None:
         config.addinivalue_line("markers", f"{name}: tests of the {name} protocol")
 
 
+def suite_protocols(items: Sequence[pytest.Item]) -> list[Any]:
+    """The protocols of the suite tests among `items`, each once, in item order."""
+    found: dict[str, Any] = {}
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "check" in fixtures or "verdict" in fixtures:
+            owner = protocol_of_item(item)
+            if owner is not None:
+                found.setdefault(owner.NAME, owner)
+    return list(found.values())
+
+
 def mark_suite_items(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
     """Mark each suite test with its protocol and group it for `--dist loadgroup`."""
     seen: set[str] = set()

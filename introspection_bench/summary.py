@@ -59,15 +59,19 @@ def build_summary(
     verdicts: Sequence[Mapping[str, Any]],
     *,
     elapsed_s: float,
+    declarations: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The summary object: stable field order, one entry per verdict with its metrics.
 
-    `complete` is True only when every test of the configuration has a verdict and every
-    trial is graded without error; `incomplete` lists why not (`incompleteness`).
+    `complete` is True only when every test of the configuration (built-in and declared) has a
+    verdict and every trial is graded without error; `incomplete` lists why not
+    (`incompleteness`). `declarations` are the run's declared protocols as data
+    (`protocols.recorded`): what `regrade`, `validate` and the leaderboard decide them by.
     """
     identity = dict(verdicts[0]["identity"]) if verdicts else {}
     ordered = sorted(verdicts, key=lambda v: (v["test"], v["cell"]["label"]))
-    reasons = incompleteness(config, records, ordered)
+    declared = dict(declarations or {})
+    reasons = incompleteness(config, records, ordered, declared)
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -84,14 +88,22 @@ def build_summary(
         "graders": sorted({r.judge for r in records if r.judge}),
         "metrics": flat_metrics(ordered),
         "verdicts": [{k: v for k, v in verdict.items() if k != "identity"} for verdict in ordered],
+        "declarations": declared,
     }
 
 
-def expected_tests(config: Any) -> list[tuple[str, Any]]:
+def expected_tests(
+    config: Any, declarations: Mapping[str, Any] | None = None
+) -> list[tuple[str, Any]]:
     """Every (test, cell) a full run of `config` decides: what `pytest suites/` parametrizes.
 
+    Args:
+        config: The run's `RunConfig`.
+        declarations: The run's declared protocols (`summary["declarations"]`): each check
+            adds its cells by its `per` (`cell`, `layer` or `run`).
+
     Returns:
-        (test name, `protocols.base.Cell`) pairs, protocol by protocol.
+        (test name, `protocols.base.Cell`) pairs, built-in protocols first.
 
     """
     from introspection_bench.protocols import intentional_control
@@ -109,11 +121,24 @@ def expected_tests(config: Any) -> list[tuple[str, Any]]:
             else:
                 strengths = strengths_for(config, module.NAME)
                 tests += [(test, Cell(lr, s)) for lr in config.layers for s in strengths]
+    for name, declared in sorted((declarations or {}).items()):
+        strengths = strengths_for(config, name)
+        for check in declared.get("checks", ()):
+            per = check.get("per", "cell")
+            if per == "run":
+                tests.append((check["name"], Cell(None, None)))
+            elif per == "layer":
+                tests += [(check["name"], Cell(layer, None)) for layer in config.layers]
+            else:
+                tests += [(check["name"], Cell(lr, s)) for lr in config.layers for s in strengths]
     return tests
 
 
 def incompleteness(
-    config: Any, records: Sequence[TrialRecord], verdicts: Sequence[Mapping[str, Any]]
+    config: Any,
+    records: Sequence[TrialRecord],
+    verdicts: Sequence[Mapping[str, Any]],
+    declarations: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Why a run is partial (empty when complete).
 
@@ -125,6 +150,7 @@ def incompleteness(
         config: The run's `RunConfig`.
         records: Every record of the run.
         verdicts: The verdicts, as plain data (`runner.verdict_data`).
+        declarations: The run's declared protocols (their tests are expected too).
 
     Returns:
         One sentence per kind of gap, with counts and an example.
@@ -136,7 +162,7 @@ def incompleteness(
     decided = {(v["test"], v["cell"]["label"]) for v in verdicts}
     missing = [
         f"{test}[{cell.label}]"
-        for test, cell in expected_tests(config)
+        for test, cell in expected_tests(config, declarations)
         if (test, cell.label) not in decided
     ]
     if missing:

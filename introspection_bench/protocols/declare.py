@@ -341,8 +341,16 @@ class Experiment:
         extra = dict(sample.extra) | {k: sample.fields[f] for k, f in condition.extra.items()}
         from introspection_bench.protocols.registry import is_builtin
 
+        grade = self._grade(sample, condition)
         if not is_builtin(self.name):  # built-ins' versions are read from their module
             extra["protocol_version"] = self.version
+            if grade is not None:  # so `regrade` and `validate` rebuild it from the record
+                extra["grade_request"] = {
+                    "protocol": grade.protocol,
+                    "word": grade.word,
+                    "question": grade.question,
+                    "options": list(grade.options),
+                }
         return Trial(
             trial_id=trial_id,
             protocol=self.name,
@@ -357,7 +365,7 @@ class Experiment:
             max_new_tokens=max_new,
             temperature=temperature,
             seed=seed_from_id(trial_id, seed),
-            grade=self._grade(sample, condition),
+            grade=grade,
             extra=extra,
         )
 

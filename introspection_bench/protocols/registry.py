@@ -6,6 +6,7 @@ on the suite's fixtures, the runner, the summary and `--baseline` treat it like 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from introspection_bench.errors import ConfigError
@@ -63,15 +64,22 @@ def _owner_of(test: str) -> Any:
     return None
 
 
-def owner(test: str) -> Any:
+def owner(test: str, recorded: Mapping[str, Any] | None = None) -> Any:
     """The protocol (module or `Experiment`) that builds the trials of `test` and decides it.
+
+    Args:
+        test: The test name.
+        recorded: Test name -> protocol rebuilt from a run's declarations
+            (`recorded.rebuild_all`); these win over live registrations, since a finished run
+            is decided by the rules it recorded.
 
     Raises:
         ConfigError: For an unknown test name, listing the known ones.
+
     """
     from introspection_bench.runner import TEST_OWNERS
 
-    found = TEST_OWNERS.get(test) or _owner_of(test)
+    found = TEST_OWNERS.get(test) or (recorded or {}).get(test) or _owner_of(test)
     if found is None:
         known = sorted(set(TEST_OWNERS) | {t for e in _REGISTERED.values() for t in e.TESTS})
         raise ConfigError(
