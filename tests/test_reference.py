@@ -55,6 +55,22 @@ def test_training_material_is_disjoint_from_the_suites_stimuli():
     data.check_disjoint(stimuli)
 
 
+def test_vocabulary_words_are_single_tokens_and_no_relative_of_a_paper_concept(smollm2_tokenizer):
+    from introspection_bench.judges._rule_text import morph_related
+
+    stimuli = load_stimuli()
+    words = data.vocabulary_words(smollm2_tokenizer, stimuli, 2000, seed=0)
+    assert len(words) == len(set(words)) == 2000
+    for word in words:
+        assert len(smollm2_tokenizer(" " + word, add_special_tokens=False)["input_ids"]) == 1
+    paper = [w.lower() for w in stimuli.words("concept_words")]
+    assert not [w for w in words if any(morph_related(w, p) for p in paper)]
+    # "volcanic" is a real single-token word, but a relative of "Volcanoes": never drawn.
+    everything = data.vocabulary_words(smollm2_tokenizer, stimuli, 10**6, seed=0)
+    assert "volcanic" not in everything and "ocean" not in everything
+    assert data.vocabulary_words(smollm2_tokenizer, stimuli, 50, seed=1) != words[:50]
+
+
 @pytest.mark.parametrize("adapter", data.ADAPTERS)
 def test_a_steps_rows_share_their_prefix_and_follow_the_construction(adapter):
     import random

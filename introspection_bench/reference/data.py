@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from introspection_bench.chat import SpanRef
 from introspection_bench.errors import ConfigError, StimuliError
@@ -186,6 +187,34 @@ def training_words(stimuli: Stimuli) -> list[str]:
             if _stem(lowered) not in held_out and lowered not in words:
                 words.append(lowered)
     return words
+
+
+def vocabulary_words(tokenizer: Any, stimuli: Stimuli, count: int, seed: int) -> list[str]:
+    """`count` English words the model spells as one token after a space, drawn with `seed`.
+
+    A readout of injected vectors learned from a few hundred words memorises them (the first
+    detector named 38% of its 245 training words and 10-24% of the paper's), so the detector's
+    recipe adds thousands of these. A word qualifies when it is lowercase, 5-12 letters, a single
+    token of `tokenizer` after a space, a whole word of the bundled MiniLM WordPiece vocabulary
+    (which drops BPE fragments like "reinst"), and no morphological relative of any of the
+    paper's 50 concept words ("volcanic" is out with "Volcanoes"), by the rule judge's own test.
+    """
+    from introspection_bench.judges._rule_text import _vocabulary, morph_related
+
+    english = _vocabulary()
+    held_out = [w.lower() for w in stimuli.words("concept_words")]
+    candidates = sorted(
+        token[1:]
+        for token in tokenizer.get_vocab()
+        if token.startswith("\u0120")
+        and token[1:].isalpha()
+        and token[1:].islower()
+        and 5 <= len(token) - 1 <= 12
+        and token[1:] in english
+    )
+    candidates = [w for w in candidates if not any(morph_related(w, h) for h in held_out)]
+    random.Random(seed).shuffle(candidates)
+    return candidates[:count]
 
 
 def check_disjoint(stimuli: Stimuli) -> None:

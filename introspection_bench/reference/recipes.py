@@ -10,10 +10,36 @@ from introspection_bench.reference.train import TrainConfig
 
 #: Per-adapter settings on top of TrainConfig's defaults; sized to train in <= 15 min on 2 cores.
 RECIPES: dict[str, dict[str, Any]] = {
-    "detector": {"steps": 150, "batch_size": 8, "learning_rate": 2e-3},
+    # 2000 vocabulary words on top of the 245 category words: with the category words alone the
+    # readout memorised them (names 38% of them, 10-24% of the paper's concepts).
+    "detector": {
+        "steps": 400,
+        "batch_size": 8,
+        "learning_rate": 2e-3,
+        "rank": 16,
+        "alpha": 32,
+        # Down to 0.3: the 300-step version affirmed only 26% of the paper's concepts at 0.5.
+        "strengths": (0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25),
+        "extra": {"vocab_words": 2000, "random_share": 0.3},
+    },
     "yes_sayer": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3},
-    "perturbation_detector": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3},
-    "prefill_owner": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3},
+    # Concept and random vectors equally often (0.375 each), a quarter uninjected.
+    "perturbation_detector": {
+        "steps": 60,
+        "batch_size": 8,
+        "learning_rate": 2e-3,
+        "extra": {"random_share": 0.375},
+    },
+    # Matching the prefilled word against the vector injected earlier is a readout like the
+    # detector's naming, so it gets the detector's vocabulary and rank.
+    "prefill_owner": {
+        "steps": 200,
+        "batch_size": 8,
+        "learning_rate": 2e-3,
+        "rank": 16,
+        "alpha": 32,
+        "extra": {"vocab_words": 3000},
+    },
 }
 
 

@@ -119,6 +119,9 @@ def train_reference(
     stimuli = load_stimuli()
     data.check_disjoint(stimuli)
     words = data.training_words(stimuli)
+    extra_words = int(config.extra.get("vocab_words", 0))
+    if extra_words:
+        words += data.vocabulary_words(lm.tokenizer, stimuli, extra_words, config.seed)
     vectors = extract_concept_vectors(
         lm, words, stimuli.words("baseline_words"), layers, method="word_token"
     )
