@@ -125,7 +125,9 @@ class SuiteRunner:
         known = {p.NAME: p for p in (*PROTOCOL_MODULES, *registered())}
         if first is not None:
             known[first.NAME] = first
-        todo = [known[n] for n in dict.fromkeys(names) if n in known and n not in self._records]
+        # Sorted by name: the batches (and so, at fp32 near-ties, the text) depend only on which
+        # protocols are pooled, not on which test asked first or on a caller's set order.
+        todo = [known[n] for n in sorted(set(names)) if n in known and n not in self._records]
         pooled = []
         for protocol in todo:
             measure = getattr(protocol, "run", None)

@@ -122,3 +122,34 @@ def test_unpooled_runner_decodes_protocol_by_protocol(
     runner.records(POOL_A)
     runner.records(POOL_B)
     assert decoder.calls == [["pool_a"], ["pool_b"]]
+
+
+class _OrderDecoder(_CountingDecoder):
+    """The real decoder, noting the order in which trials reach it (which fixes the batches)."""
+
+    def __init__(self, lm: LoadedModel) -> None:
+        super().__init__(lm)
+        self.order: list[str] = []
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_complete: Callable[[Completion], None] | None = None,
+    ) -> list[Completion]:
+        self.order += [r.trial_id for r in requests]
+        return super().generate(requests, on_complete)
+
+
+def test_pooled_batches_do_not_depend_on_which_test_asks_first(
+    tiny_models: dict[str, LoadedModel], tmp_path: Path
+) -> None:
+    """A full run (first test: any) and a `--baseline` run (pool from a set) batch alike."""
+    lm = tiny_models["llama"]
+    orders = []
+    for first, pool in ((POOL_A, ["pool_a", "pool_b"]), (POOL_B, ["pool_b", "pool_a"])):
+        decoder = _OrderDecoder(lm)
+        runner = SuiteRunner(_session(lm, tmp_path / first.NAME, decoder), THRESHOLDS)
+        runner.pool = pool
+        runner.records(first)
+        orders.append(decoder.order)
+    assert orders[0] == orders[1] and len(orders[0]) == 12
