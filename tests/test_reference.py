@@ -270,3 +270,20 @@ def test_a_model_that_is_not_ready_is_listed_not_run(tmp_path):
     matched, report = panel.run_panel(table, tmp_path, (8,))
     assert matched and "m: NOT RUN (not ready: retrain)" in report
     assert not any(tmp_path.iterdir())
+
+
+def test_expected_fails_are_sized_when_their_rates_are_known():
+    table = _table()
+    # A perturbation detector: random vectors affirmed far above the control; a close one is not.
+    clear = {"random_affirms": 0.9, "control": 0.05}
+    close = {"random_affirms": 0.3, "control": 0.15}
+    assert panel.verdict_power("random_vector", "FAIL", clear, 8, table) > 0.9
+    assert panel.verdict_power("random_vector", "FAIL", close, 8, table) < 0.5
+    assert panel.verdict_power("injected_thought", "FAIL", {"control": 0.5}, 8, table) is None
+    model = panel.PanelModel(
+        "m", "default", {"random_vector": "FAIL", "control": "PASS"}, dict(close, control=0.02)
+    )
+    with pytest.raises(ConfigError, match="random_vector FAIL reaches power"):
+        panel.trials_for(model, table, (8, 12))
+    trials, powers = panel.trials_for(model, table, tuple(range(8, 201, 4)))
+    assert trials > 8 and powers["random_vector FAIL"] >= 0.9 and powers["control PASS"] >= 0.9

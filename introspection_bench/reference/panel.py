@@ -3,7 +3,8 @@
 `suites/reference_verdicts.toml` says, per model, which tests must PASS and which must FAIL
 (every cell of the test), and the rates measured on the paper's 50 concepts. The number of
 trials per model is the smallest that gives each expected PASS a power of at least
-`min_power` at those rates (exact binomial enumeration of the pass rule, with the Wilson
+`min_power` at those rates, and each expected FAIL whose rates were measured too (exact
+binomial enumeration of the pass rule, with the Wilson
 intervals and Fisher tests of `stats.py`). Each model is run through the real suite in its
 own pytest process and its summary.json verdicts are compared cell by cell.
 """
@@ -170,22 +171,41 @@ def required_rates(test: str) -> tuple[str, ...]:
     }[test]
 
 
+def verdict_power(
+    test: str, expected: str, measured: Mapping[str, float], n: int, table: TruthTable
+) -> float | None:
+    """Probability that one cell of `test` gives the `expected` verdict with `n` trials.
+
+    None for an expected FAIL whose rates were not measured (an expected PASS must have them).
+    """
+    if expected == "FAIL" and any(k not in measured for k in required_rates(test)):
+        return None
+    passing = pass_power(test, measured, n, table)
+    return passing if expected == "PASS" else 1.0 - passing
+
+
 def trials_for(
     model: PanelModel, table: TruthTable, candidates: Sequence[int]
 ) -> tuple[int, dict[str, float]]:
-    """The fewest trials among `candidates` giving every expected PASS power >= min_power.
+    """The fewest trials among `candidates` giving every expected verdict power >= min_power.
+
+    Every expected PASS is sized; an expected FAIL is sized too when its rates were measured
+    (a FAIL that holds only by luck is as wrong a panel as a PASS that does).
 
     Returns:
-        (trials, test -> power at those trials).
+        (trials, "test PASS|FAIL" -> power at those trials).
 
     Raises:
         ConfigError: When even the largest candidate falls short, naming the test.
 
     """
-    passes = [t for t, v in model.expected.items() if v == "PASS"]
     powers: dict[str, float] = {}
     for n in candidates:
-        powers = {t: pass_power(t, model.measured, n, table) for t in passes}
+        powers = {}
+        for test, expected in sorted(model.expected.items()):
+            power = verdict_power(test, expected, model.measured, n, table)
+            if power is not None:
+                powers[f"{test} {expected}"] = power
         if all(p >= table.min_power for p in powers.values()):
             return n, powers
     worst = min(powers, key=lambda t: powers[t]) if powers else "?"
@@ -250,7 +270,7 @@ def run_panel(
             sizing.append(f"{model.name}: NOT RUN (not ready: {model.note})")
             continue
         trials, powers = trials_for(model, table, candidates)
-        power_text = ", ".join(f"{t} {p:.2f}" for t, p in sorted(powers.items())) or "no PASS"
+        power_text = ", ".join(f"{t} {p:.2f}" for t, p in sorted(powers.items())) or "none sized"
         sizing.append(f"{model.name}: {trials} trials per condition (power {power_text})")
         verdicts = run_model(model, trials, out_root / model.name, dtype)
         results[model.name] = compare(model, verdicts)
