@@ -44,6 +44,15 @@ def test_corpus_is_split_by_source_model() -> None:
     assert all(c.extra["source"]["license"] for c in dev + test)
 
 
+def test_calibrate_default_labels_are_the_corpus_cases() -> None:
+    """`calibrate` without --labels reads the corpus directory: dev + test, nothing else."""
+    from introspection_bench.judges.calibrate import CORPUS as DEFAULT_LABELS
+
+    cases = load_labelled_cases(DEFAULT_LABELS)
+    split = load_labelled_cases(CORPUS / "dev.jsonl") + load_labelled_cases(CORPUS / "test.jsonl")
+    assert [c.id for c in cases] == [c.id for c in split]
+
+
 def test_rule_judge_on_test_split(
     graded: list[tuple[LabelledCase, Grade]], capsys: pytest.CaptureFixture[str]
 ) -> None:
