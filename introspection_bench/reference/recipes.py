@@ -13,22 +13,26 @@ RECIPES: dict[str, dict[str, Any]] = {
     # 2000 vocabulary words on top of the 245 category words: with the category words alone the
     # readout memorised them (names 38% of them, 10-24% of the paper's concepts).
     "detector": {
-        "steps": 400,
+        # 400 steps x 2000 words: names 34% of the paper's concepts, affirms 4-12% of random
+        # vectors (power of injected_thought at 60 trials 0.56): more steps and words.
+        "steps": 600,
         "batch_size": 8,
         "learning_rate": 2e-3,
         "rank": 16,
         "alpha": 32,
         # Down to 0.3: the 300-step version affirmed only 26% of the paper's concepts at 0.5.
         "strengths": (0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25),
-        "extra": {"vocab_words": 2000, "random_share": 0.3},
+        "extra": {"vocab_words": 3000, "random_share": 0.3},
     },
     "yes_sayer": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3},
-    # Concept and random vectors equally often (0.375 each), a quarter uninjected.
+    # Concept and random vectors equally often (0.375 each), a quarter uninjected. 60 steps
+    # left it claiming detection on 26/50 uninjected trials of the paper's prompt; vocabulary
+    # words keep the "any vector" readout from memorising the category words.
     "perturbation_detector": {
-        "steps": 60,
+        "steps": 200,
         "batch_size": 8,
         "learning_rate": 2e-3,
-        "extra": {"random_share": 0.375},
+        "extra": {"random_share": 0.375, "vocab_words": 1000},
     },
     # Matching the prefilled word against the vector injected earlier is a readout like the
     # detector's naming, so it gets the detector's vocabulary and rank.
