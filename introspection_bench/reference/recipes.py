@@ -37,7 +37,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Matching the prefilled word against the vector injected earlier is a readout like the
     # detector's naming, so it gets the detector's vocabulary and rank.
     "prefill_owner": {
-        "steps": 200,
+        # 200 steps: loss still falling (0.22 over the last 25 steps) and apologies at chance
+        # on the paper's prefill (matching 44%/32% vs none 40%).
+        "steps": 600,
         "batch_size": 8,
         "learning_rate": 2e-3,
         "rank": 16,
