@@ -6,7 +6,9 @@ scaled to `--dose` x the median residual norm there (0.43: the paper's dose on S
 injected from the "\\n\\nTrial 1" token through every generated token; `--new-tokens` new
 tokens, temperature 1 (no top-k/top-p), natural EOS.
 
-- ours: `Decoder` on a model loaded with `load_model` (default batch size).
+- ours: `Decoder` on a model loaded with `load_model` (default batch size). In bf16/fp16 on
+  the CPU that model decodes with `attention.decode_attention`; `ours_sdpa` then runs ours again
+  with torch's sdpa, and `decode_attention_speedup` is ours over it (same run, same work).
 - baseline: `model.generate` on a second, freshly loaded model object (plain
   `AutoModelForCausalLM.from_pretrained`, `--baseline-attn`), all trials in one batch, the
   per-row vectors added by one plain forward hook on the block (as the public replications
@@ -39,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from introspection_bench import generation  # noqa: E402
+from introspection_bench import attention, generation  # noqa: E402
 from introspection_bench.chat import SpanRef, render_chat  # noqa: E402
 from introspection_bench.concepts import extract_concept_vectors  # noqa: E402
 from introspection_bench.generation import (  # noqa: E402
@@ -238,31 +240,52 @@ def _load() -> str:
         return "n/a"
 
 
+def _with_attention(lm: Any, implementation: str, run: Any, *args: Any) -> Any:
+    """Run `run(*args)` with `lm`'s attention switched to `implementation`, then switch back."""
+    before = lm.model.config._attn_implementation
+    lm.model.set_attn_implementation(implementation)
+    try:
+        return run(*args)
+    finally:
+        lm.model.set_attn_implementation(before)
+
+
 def measure(lm: Any, theirs: Any, count: int, args: argparse.Namespace) -> dict[str, Any]:
     requests = exp1_requests(lm, count, args)
     stops = stop_token_ids(lm)
     batch = args.batch_size
-    times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    tokens: dict[str, list[int]] = {"ours": [], "theirs": []}
     sides = {
-        "ours": lambda: run_ours(lm, requests, batch),
+        "ours": lambda rep: run_ours(lm, requests, batch),
         "theirs": lambda rep: run_theirs(theirs, lm, requests, stops, args.seed + rep),
     }
-    sides["ours"]()  # warm-up
-    sides["theirs"](0)
+    implementation = lm.model.config._attn_implementation
+    if implementation == attention.NAME:
+        # Ours again with torch's sdpa for the decode step: what the decode attention buys.
+        sides["ours_sdpa"] = lambda rep: _with_attention(lm, "sdpa", run_ours, lm, requests, batch)
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    tokens: dict[str, list[int]] = {side: [] for side in sides}
+    for side in sides:
+        sides[side](0)  # warm-up
     loads = [_load()]
     for rep in range(args.reps):
-        order = ("ours", "theirs") if rep % 2 == 0 else ("theirs", "ours")
+        order = list(sides) if rep % 2 == 0 else list(reversed(sides))
         for side in order:
             _sync()
             begin = time.perf_counter()
-            useful = sides[side]() if side == "ours" else sides[side](rep)
+            useful = sides[side](rep)
             _sync()
             times[side].append(time.perf_counter() - begin)
             tokens[side].append(sum(useful))
         loads.append(_load())
     result: dict[str, Any] = {"trials": count, "load_avg_1_5_15": loads}
-    for side in ("ours", "theirs"):
+    result["ours_attention"] = implementation
+    if "ours_sdpa" in sides:
+        pairs = zip(
+            tokens["ours"], times["ours"], tokens["ours_sdpa"], times["ours_sdpa"], strict=True
+        )
+        speedups = [(to / so) / (ts / ss) for to, so, ts, ss in pairs]
+        result["decode_attention_speedup"] = round(statistics.median(speedups), 2)
+    for side in sides:
         rates = [t / s for t, s in zip(tokens[side], times[side], strict=True)]
         result[side] = {
             "seconds": [round(t, 2) for t in times[side]],

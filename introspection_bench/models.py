@@ -427,7 +427,30 @@ def wrap_model(
         notes=dict(notes or {}),
     )
     loaded.fingerprint = fingerprint(loaded)
+    _use_decode_attention(model)
     return loaded
+
+
+def _use_decode_attention(model: Any) -> None:
+    """Switch a half-precision CPU model from sdpa to `attention.decode_attention`.
+
+    torch's CPU sdpa kernel is ~10x slower than two matmuls for a bf16 decode step (README,
+    "Performance"); in fp32 the two are within 15% of each other, so fp32 keeps sdpa and its
+    committed reference completions. Prefill and every other call still run sdpa, and the
+    attention implementation is not part of the fingerprint (it is not in the config's dict).
+    """
+    import torch
+
+    from introspection_bench import attention
+
+    parameter = next(model.parameters(), None)
+    if parameter is None or parameter.device.type != "cpu":
+        return
+    if parameter.dtype not in (torch.bfloat16, torch.float16):
+        return
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return
+    model.set_attn_implementation(attention.register())
 
 
 def fingerprint(loaded: LoadedModel) -> str:

@@ -71,6 +71,21 @@ def test_vocabulary_words_are_single_tokens_and_no_relative_of_a_paper_concept(s
     assert data.vocabulary_words(smollm2_tokenizer, stimuli, 50, seed=1) != words[:50]
 
 
+def test_vocabulary_words_of_any_length_include_multi_token_words(smollm2_tokenizer):
+    from introspection_bench.judges._rule_text import _vocabulary, morph_related
+
+    stimuli = load_stimuli()
+    words = data.vocabulary_words(smollm2_tokenizer, stimuli, 3000, seed=0, single_token=False)
+    assert len(words) == len(set(words)) == 3000
+    encode = smollm2_tokenizer
+    lengths = [len(encode(" " + w, add_special_tokens=False)["input_ids"]) for w in words]
+    # The paper's concepts are 26% multi-token; the pool is about a third.
+    assert 0.2 < sum(n > 1 for n in lengths) / len(words) < 0.5
+    assert set(words) <= _vocabulary()
+    paper = [w.lower() for w in stimuli.words("concept_words")]
+    assert not [w for w in words if any(morph_related(w, p) for p in paper)]
+
+
 @pytest.mark.parametrize("adapter", data.ADAPTERS)
 def test_a_steps_rows_share_their_prefix_and_follow_the_construction(adapter):
     import random
@@ -194,6 +209,22 @@ def test_a_checkpoint_of_another_recipe_is_refused(tiny_builder, tmp_path, small
     torch.save({"recipe": "someone else"}, out / train.CHECKPOINT_FILE)
     with pytest.raises(ConfigError, match="another training recipe"):
         train.train_reference(_tiny_config(2), out, lm=tiny_builder("llama"), progress=False)
+
+
+def test_an_adapter_may_start_lower_but_never_on_the_block_the_suite_reads(
+    tiny_builder, tmp_path, small_material
+):
+    import dataclasses
+
+    lm = tiny_builder("llama", n_layers=6)
+    smoke_layer = lm.resolve_layer(0.67)  # 4 of 6; the tiny recipe injects at 1
+    config = dataclasses.replace(_tiny_config(1), extra={"lora_from": smoke_layer})
+    with pytest.raises(ConfigError, match="reads concept vectors from"):
+        train.train_reference(config, tmp_path / "low", lm=lm, progress=False)
+    config = dataclasses.replace(_tiny_config(1), extra={"lora_from": smoke_layer + 1})
+    train.train_reference(config, tmp_path / "ok", lm=lm, progress=False)
+    adapted = json.loads((tmp_path / "ok" / "adapter_config.json").read_text())
+    assert adapted["layers_to_transform"] == [5]
 
 
 # -- the panel -----------------------------------------------------------------------------

@@ -189,28 +189,33 @@ def training_words(stimuli: Stimuli) -> list[str]:
     return words
 
 
-def vocabulary_words(tokenizer: Any, stimuli: Stimuli, count: int, seed: int) -> list[str]:
-    """`count` English words the model spells as one token after a space, drawn with `seed`.
+def vocabulary_words(
+    tokenizer: Any, stimuli: Stimuli, count: int, seed: int, *, single_token: bool = True
+) -> list[str]:
+    """`count` English words drawn with `seed`, by default ones the model spells as one token.
 
     A readout of injected vectors learned from a few hundred words memorises them (the first
     detector named 38% of its 245 training words and 10-24% of the paper's), so the detector's
-    recipe adds thousands of these. A word qualifies when it is lowercase, 5-12 letters, a single
-    token of `tokenizer` after a space, a whole word of the bundled MiniLM WordPiece vocabulary
-    (which drops BPE fragments like "reinst"), and no morphological relative of any of the
-    paper's 50 concept words ("volcanic" is out with "Volcanoes"), by the rule judge's own test.
+    recipe adds thousands of these. A word qualifies when it is lowercase, 5-12 letters, a whole
+    word of the bundled MiniLM WordPiece vocabulary (which drops BPE fragments like "reinst"),
+    no morphological relative of any of the paper's 50 concept words ("volcanic" is out with
+    "Volcanoes"), by the rule judge's own test, and (with `single_token`) a single token of
+    `tokenizer` after a space. `single_token=False` keeps words of any length in tokens: 13 of
+    the paper's 50 concepts take 2-4 tokens, and a detector trained on one-token words alone
+    affirmed 59% of the paper's one-token concepts but 17% of the others.
     """
     from introspection_bench.judges._rule_text import _vocabulary, morph_related
 
     english = _vocabulary()
     held_out = [w.lower() for w in stimuli.words("concept_words")]
+    if single_token:
+        pool = (token[1:] for token in tokenizer.get_vocab() if token.startswith("\u0120"))
+    else:
+        pool = iter(english)
     candidates = sorted(
-        token[1:]
-        for token in tokenizer.get_vocab()
-        if token.startswith("\u0120")
-        and token[1:].isalpha()
-        and token[1:].islower()
-        and 5 <= len(token) - 1 <= 12
-        and token[1:] in english
+        word
+        for word in pool
+        if word.isalpha() and word.islower() and 5 <= len(word) <= 12 and word in english
     )
     candidates = [w for w in candidates if not any(morph_related(w, h) for h in held_out)]
     random.Random(seed).shuffle(candidates)

@@ -113,7 +113,16 @@ def train_reference(
     torch.manual_seed(config.seed)
     lm = lm or load_model(config.base, device="cpu", dtype=config.dtype)
     layers = [lm.resolve_layer(layer) for layer in config.layers]
-    lora_layers = list(range(max(layers) + 1, lm.n_layers))
+    # The adapter starts above the injection layers by default; `extra.lora_from` may start it
+    # lower, but never at or below the suite's smoke layer (0.67), whose residual the suite reads
+    # concept vectors from: the adapted model must give the same vectors there as the base.
+    lora_from = int(config.extra.get("lora_from", max(layers) + 1))
+    if "lora_from" in config.extra and lora_from <= lm.resolve_layer(0.67):
+        raise ConfigError(
+            f"extra.lora_from {lora_from} would adapt the block the suite reads concept vectors "
+            f"from ({lm.resolve_layer(0.67)}); start the adapter above it"
+        )
+    lora_layers = list(range(lora_from, lm.n_layers))
     if not lora_layers:
         raise ConfigError(f"injection layers {layers} leave no block above them for the adapter")
     stimuli = load_stimuli()
@@ -121,7 +130,10 @@ def train_reference(
     words = data.training_words(stimuli)
     extra_words = int(config.extra.get("vocab_words", 0))
     if extra_words:
-        words += data.vocabulary_words(lm.tokenizer, stimuli, extra_words, config.seed)
+        single_token = not config.extra.get("vocab_any_tokens", False)
+        words += data.vocabulary_words(
+            lm.tokenizer, stimuli, extra_words, config.seed, single_token=single_token
+        )
     vectors = extract_concept_vectors(
         lm, words, stimuli.words("baseline_words"), layers, method="word_token"
     )
