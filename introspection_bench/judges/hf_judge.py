@@ -170,7 +170,9 @@ def _load(model_id: str, device: str) -> tuple[Any, Any]:
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=offline)
-        model = AutoModelForCausalLM.from_pretrained(model_id, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_id, local_files_only=offline, use_kernels=False
+        )
     except (OSError, ValueError) as error:
         raise JudgeError(
             f"cannot load judge model {model_id!r} ({error}); with HF_HUB_OFFLINE=1 it must be in "
