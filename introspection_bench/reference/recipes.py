@@ -22,7 +22,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         "alpha": 32,
         # Down to 0.3: the 300-step version affirmed only 26% of the paper's concepts at 0.5.
         "strengths": (0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25),
-        "extra": {"vocab_words": 3000, "random_share": 0.3},
+        # v6 (committed). On the paper's concepts at doses 0.5 / 1 (named; random vectors affirmed):
+        #   v3, adapter from block 23, 30% random rows: 38% / 44%; 8% / 10% (never ready:
+        #       random_vector loses power as trials grow);
+        #   v4, + vocabulary of any token length, 4,000 words: 22% / 30%; 4% / 14%;
+        #   v5, v3 + adapter from block 21 (closer to the smoke injection at 20), 35% random
+        #       rows: 42% / 40%; 4% / 6%;
+        #   v6, v5 with 45% random rows: 32% / 40%; 0% / 4% -> ready at 56 trials.
+        "extra": {"vocab_words": 3000, "random_share": 0.45, "lora_from": 21},
     },
     "yes_sayer": {"steps": 40, "batch_size": 6, "learning_rate": 2e-3},
     # Concept and random vectors equally often (0.375 each), a quarter uninjected. 60 steps
