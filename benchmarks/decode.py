@@ -9,6 +9,8 @@ tokens, temperature 1 (no top-k/top-p), natural EOS.
 - ours: `Decoder` on a model loaded with `load_model` (default batch size). In bf16/fp16 on
   the CPU that model decodes with `attention.decode_attention`; `ours_sdpa` then runs ours again
   with torch's sdpa, and `decode_attention_speedup` is ours over it (same run, same work).
+  On the CPU its linear layers multiply with oneDNN-packed weights (`packed_linear`);
+  `ours_dense` runs ours with torch's dense linear, and `packed_linear_speedup` is ours over it.
 - baseline: `model.generate` on a second, freshly loaded model object (plain
   `AutoModelForCausalLM.from_pretrained`, `--baseline-attn`), all trials in one batch, the
   per-row vectors added by one plain forward hook on the block (as the public replications
@@ -41,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from introspection_bench import attention, generation  # noqa: E402
+from introspection_bench import attention, generation, packed_linear  # noqa: E402
 from introspection_bench.chat import SpanRef, render_chat  # noqa: E402
 from introspection_bench.concepts import extract_concept_vectors  # noqa: E402
 from introspection_bench.generation import (  # noqa: E402
@@ -160,9 +162,9 @@ def run_theirs(
 
     first = requests[0]
     layer, start = first.injection.layer, first.injection.start
-    deltas = torch.stack(
-        [r.injection.strength * r.injection.vector.float() for r in requests]
-    ).to(device=lm.device, dtype=lm.dtype)
+    deltas = torch.stack([r.injection.strength * r.injection.vector.float() for r in requests]).to(
+        device=lm.device, dtype=lm.dtype
+    )
     ids = torch.tensor([r.input_ids for r in requests], device=lm.device)
     config = GenerationConfig(
         do_sample=True,
@@ -210,7 +212,9 @@ def profile_ours(lm: Any, requests: list[GenerationRequest]) -> dict[str, float]
         patches.append((owner, name, original))
         setattr(owner, name, timed)
 
-    wrap(Decoder, "_forward", lambda a: "forward_prefill" if a[1].shape[1] > 1 else "forward_decode")
+    wrap(
+        Decoder, "_forward", lambda a: "forward_prefill" if a[1].shape[1] > 1 else "forward_decode"
+    )
     wrap(Decoder, "_prefix_cache", "shared_prefix")
     wrap(RowInjections, "add_to", "hooks")
     wrap(Decoder, "_sample", "sampling")
@@ -250,6 +254,12 @@ def _with_attention(lm: Any, implementation: str, run: Any, *args: Any) -> Any:
         lm.model.set_attn_implementation(before)
 
 
+def _with_dense_linears(lm: Any, run: Any, *args: Any) -> Any:
+    """Run `run(*args)` with `lm`'s packed linear layers multiplying densely, as torch's do."""
+    with packed_linear.dense_linears(lm.model):
+        return run(*args)
+
+
 def measure(lm: Any, theirs: Any, count: int, args: argparse.Namespace) -> dict[str, Any]:
     requests = exp1_requests(lm, count, args)
     stops = stop_token_ids(lm)
@@ -262,6 +272,9 @@ def measure(lm: Any, theirs: Any, count: int, args: argparse.Namespace) -> dict[
     if implementation == attention.NAME:
         # Ours again with torch's sdpa for the decode step: what the decode attention buys.
         sides["ours_sdpa"] = lambda rep: _with_attention(lm, "sdpa", run_ours, lm, requests, batch)
+    if packed_linear.packed_count(lm.model):
+        # Ours again with torch's dense linear layers: what the packed weights buy.
+        sides["ours_dense"] = lambda rep: _with_dense_linears(lm, run_ours, lm, requests, batch)
     times: dict[str, list[float]] = {side: [] for side in sides}
     tokens: dict[str, list[int]] = {side: [] for side in sides}
     for side in sides:
@@ -285,6 +298,12 @@ def measure(lm: Any, theirs: Any, count: int, args: argparse.Namespace) -> dict[
         )
         speedups = [(to / so) / (ts / ss) for to, so, ts, ss in pairs]
         result["decode_attention_speedup"] = round(statistics.median(speedups), 2)
+    if "ours_dense" in sides:
+        pairs = zip(
+            tokens["ours"], times["ours"], tokens["ours_dense"], times["ours_dense"], strict=True
+        )
+        speedups = [(to / so) / (td / sd) for to, so, td, sd in pairs]
+        result["packed_linear_speedup"] = round(statistics.median(speedups), 2)
     for side in sides:
         rates = [t / s for t, s in zip(tokens[side], times[side], strict=True)]
         result[side] = {

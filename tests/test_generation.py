@@ -7,6 +7,7 @@ recomputing the whole sequence at every step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+from introspection_bench import packed_linear
 from introspection_bench.chat import SpanRef, render_chat
 from introspection_bench.errors import InjectionError
 from introspection_bench.generation import (
@@ -493,7 +495,10 @@ def test_long_refilled_run_keeps_cache_width_to_longest_live_row(
     original = Decoder._advance
 
     def spy(self: Decoder, batch: Any, tokens: torch.Tensor) -> None:
-        cached = [len(requests[i].input_ids) + len(batch.tokens[row]) - 1 for row, i in enumerate(batch.requests)]
+        cached = [
+            len(requests[i].input_ids) + len(batch.tokens[row]) - 1
+            for row, i in enumerate(batch.requests)
+        ]
         widths.append((batch.cache.layers[0].keys.shape[2], max(cached)))
         original(self, batch, tokens)
 
@@ -535,19 +540,28 @@ def _vocab_sized_ops(lm: LoadedModel, run: Any) -> list[tuple[str, list[Any]]]:
     ]
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "dense"])
 @pytest.mark.parametrize("architecture", ["llama", "gpt2"])
 def test_batched_prefill_projects_one_contiguous_row_per_trial(
-    tiny_models: dict[str, LoadedModel], architecture: str
+    tiny_models: dict[str, LoadedModel], architecture: str, packed: bool
 ) -> None:
     """The output layer must run one [B, D] x [D, V] product: a strided last-position slice made
     torch's matmul run a bmm against the weight expanded once per row (1.8 GB per 32-row prefill
-    on SmolLM2, and seconds of copying)."""
+    on SmolLM2, and seconds of copying). Checked with the CPU's packed linear layers and with
+    torch's dense ones (what other devices and dispatched models run)."""
     lm = tiny_models[architecture]
+    if packed and not packed_linear.packed_count(lm.model):
+        pytest.skip("this torch has no oneDNN packed linear")
     requests = _requests(lm, 6, max_new=[1])
-    ops = _vocab_sized_ops(lm, lambda: Decoder(lm, 6).generate(requests))
-    products = [(name, shapes) for name, shapes in ops if name.endswith(("mm", "baddbmm"))]
+    single = ("aten::mm", "aten::addmm", "mkldnn::_linear_pointwise")
+    with contextlib.nullcontext() if packed else packed_linear.dense_linears(lm.model):
+        ops = _vocab_sized_ops(lm, lambda: Decoder(lm, 6).generate(requests))
+    products = [
+        (name, shapes) for name, shapes in ops if name.endswith(("mm", "_linear_pointwise"))
+    ]
     assert products, "no output-layer product seen: the profiler is not watching the forward"
-    assert all(name in ("aten::mm", "aten::addmm") for name, _ in products), products
+    assert all(name in single for name, _ in products), products
+    assert any(name.startswith("mkldnn") for name, _ in products) == packed, products
 
 
 # --- what "alone equals batched" means: near-tied logits -------------------------------------
@@ -568,9 +582,16 @@ def _prefill_logits(lm: LoadedModel, requests: list[GenerationRequest], batch: i
 
 
 def test_smollm2_fp32_batch_composition_moves_logits_by_rounding_only(smollm2: LoadedModel) -> None:
-    questions = ["Tell me about the ocean.", "What is two plus two? Answer briefly.", "Hi", "Describe a cat."]
+    questions = [
+        "Tell me about the ocean.",
+        "What is two plus two? Answer briefly.",
+        "Hi",
+        "Describe a cat.",
+    ]
     requests = [
-        GenerationRequest(f"q{i}", render_chat(smollm2.tokenizer, [("user", q)]).input_ids, None, 1, 0.0)
+        GenerationRequest(
+            f"q{i}", render_chat(smollm2.tokenizer, [("user", q)]).input_ids, None, 1, 0.0
+        )
         for i, q in enumerate(questions)
     ]
     alone, batched = _prefill_logits(smollm2, requests, 1), _prefill_logits(smollm2, requests, 4)
@@ -597,7 +618,9 @@ def test_near_tied_logits_follow_the_batch_noise() -> None:
     clear = tied.clone()
     clear[0, 7] = 5.0 - 2 * FP32_BATCH_NOISE - 1e-6
     for sign in (-1, 1):
-        noisy = clear + sign * FP32_BATCH_NOISE * torch.tensor([[1.0 if k == 7 else -1.0 for k in range(10)]])
+        noisy = clear + sign * FP32_BATCH_NOISE * torch.tensor(
+            [[1.0 if k == 7 else -1.0 for k in range(10)]]
+        )
         assert int(sample_tokens(noisy, greedy, seed, step)) == 3
 
     draws = 20000
@@ -610,7 +633,9 @@ def test_near_tied_logits_follow_the_batch_noise() -> None:
     # Standard deviations of logits alone - batched measured on SmolLM2 (fp32, bf16).
     for name, scale in (("fp32", 7e-6), ("bf16", 0.055)):
         noise = scale * torch.randn(draws, 1000, generator=generator)
-        flipped[name] = float((sample_tokens(logits + noise, ones, seeds, steps) != base).float().mean())
+        flipped[name] = float(
+            (sample_tokens(logits + noise, ones, seeds, steps) != base).float().mean()
+        )
     assert flipped["fp32"] < 1e-3, flipped
     assert flipped["bf16"] > 0.01, flipped
     print(f"tokens flipped per sampled step: {flipped}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from introspection_bench import packed_linear
 from introspection_bench.errors import ConfigError
 from introspection_bench.generation import GenerationRequest, generate
 from introspection_bench.hooks import InjectionSpec, RowInjections, hook_count, inject, record
@@ -104,12 +105,23 @@ def test_hooks_on_offloaded_block_match_undispatched(
     vector = torch.randn(smollm2.d_model, generator=torch.Generator().manual_seed(0))
     spec = InjectionSpec(layer=LAYER, vector=vector, strength=4.0, start=3, end=6)
     out = {}
+    # The dispatched model multiplies with torch's dense linear (its weights move per call, so
+    # they are not packed): the plain one does too here, so the two must agree bit for bit.
     for name, lm in (("plain", smollm2), ("dispatched", dispatched)):
-        with torch.no_grad(), record(lm, [LAYER - 1, LAYER]) as clean:
+        with (
+            torch.no_grad(),
+            packed_linear.dense_linears(lm.model),
+            record(lm, [LAYER - 1, LAYER]) as clean,
+        ):
             lm.model(ids, position_ids=positions)
             clean = {k: v.clone() for k, v in clean.items()}
         rows = RowInjections([spec], lm.d_model, lm.device, lm.dtype)
-        with torch.no_grad(), inject(lm, rows), record(lm, [LAYER]) as hooked:
+        with (
+            torch.no_grad(),
+            packed_linear.dense_linears(lm.model),
+            inject(lm, rows),
+            record(lm, [LAYER]) as hooked,
+        ):
             rows.positions = positions
             lm.model(ids, position_ids=positions)
             hooked = {k: v.clone() for k, v in hooked.items()}
