@@ -85,6 +85,28 @@ def _eligible(module: torch.nn.Module) -> bool:
     )
 
 
+def _works(dtype: torch.dtype) -> bool:
+    """Whether this CPU runs oneDNN's packed linear in `dtype` and matches the dense one.
+
+    bf16 needs AVX-512 (oneDNN refuses it on AVX2-only CPUs); the probe also guards against a
+    torch build whose private ops changed.
+    """
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(24, 40, generator=generator).to(dtype)
+    x = torch.randn(3, 40, generator=generator).to(dtype)
+    try:
+        with torch.inference_mode():
+            packed = torch.ops.mkldnn._linear_pointwise(x, _pack(weight), None, "none", [], "")
+    except RuntimeError:
+        return False
+    dense = functional.linear(x, weight)
+    return packed.shape == dense.shape and bool(
+        torch.allclose(packed.float(), dense.float(), rtol=2e-2, atol=2e-2)
+    )
+
+
 def _available_memory() -> int:
     """Bytes of memory available to new allocations (MemAvailable where Linux reports it)."""
     try:
@@ -101,8 +123,9 @@ def pack_linears(model: torch.nn.Module) -> int:
     """Make every eligible `nn.Linear` of a CPU model a `PackedLinear`; return how many.
 
     Skipped (returns 0): `INTROSPECTION_BENCH_PACK_LINEARS=0`, a torch without the oneDNN ops,
-    a model dispatched over devices (accelerate swaps its weights in per call), or copies that
-    would take more than half of the available memory.
+    a model dispatched over devices (accelerate swaps its weights in per call), copies that
+    would take more than half of the available memory, or a dtype this CPU cannot pack (bf16
+    without AVX-512) or whose packed product does not match the dense one.
     """
     if os.environ.get(ENVIRONMENT_SWITCH, "1") == "0" or not available():
         return 0
@@ -111,6 +134,8 @@ def pack_linears(model: torch.nn.Module) -> int:
     linears = [module for module in model.modules() if _eligible(module)]
     size = sum(module.weight.numel() * module.weight.element_size() for module in linears)
     if not linears or size > _MEMORY_SHARE * _available_memory():
+        return 0
+    if not all(_works(dtype) for dtype in {module.weight.dtype for module in linears}):
         return 0
     for module in linears:
         module.__class__ = PackedLinear

@@ -108,6 +108,29 @@ def test_other_dtypes_and_devices_fall_back_to_dense():
     assert packed_linear.pack_linears(half) == 0  # fp16: left to torch
 
 
+def test_a_cpu_that_cannot_pack_bf16_keeps_bf16_models_dense(monkeypatch):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    model = torch.nn.Sequential(_linear(16, 8, False, torch.bfloat16))
+    assert packed_linear.pack_linears(model) == 0
+    assert (
+        packed_linear.pack_linears(torch.nn.Sequential(_linear(16, 8, False, torch.float32))) == 1
+    )
+
+
+def test_a_packed_op_that_fails_or_disagrees_leaves_layers_dense(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("oneDNN: unsupported")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
+    assert (
+        packed_linear.pack_linears(torch.nn.Sequential(_linear(16, 8, False, torch.float32))) == 0
+    )
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda x, w, *rest: x @ x.T)
+    assert (
+        packed_linear.pack_linears(torch.nn.Sequential(_linear(16, 8, False, torch.float32))) == 0
+    )
+
+
 def test_switch_memory_and_dispatched_models_leave_layers_dense(monkeypatch):
     model = torch.nn.Sequential(_linear(16, 8, False, torch.float32))
     monkeypatch.setenv(packed_linear.ENVIRONMENT_SWITCH, "0")

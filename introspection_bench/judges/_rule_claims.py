@@ -56,8 +56,13 @@ def _conditional_sentences(clauses: Sequence[Clause]) -> set[int]:
 def detection_cues(clauses: Sequence[Clause]) -> list[P.Cue]:
     """Affirmations and denials of noticing an (injected, unusual) thought, clause by clause."""
     cues: list[P.Cue] = []
+    staged = False
     for i, clause in enumerate(clauses):
         text = _scrub(clause.text)
+        # From an announced simulation on ("I'll simulate a trial"), claims are staged.
+        staged = staged or bool(P.SIMULATION_FRAME.search(text))
+        if staged:
+            continue
         stripped = text.strip(" .!?\"'")
         if P.QUESTION_TO_USER.match(stripped + ("?" if clause.text.rstrip().endswith("?") else "")):
             continue
@@ -170,7 +175,9 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
     if content and not text[content.end() :].strip(" .!?\"'*"):
         content = P.THOUGHT_PRESENT.search(text) if P.THOUGHT_CONTENT.search(text) else content
     if content:
-        return (not (inherited or negated_before(text, content.end())), 3)
+        # "The injected thought was not in the context": a negation right after the report.
+        negated_after = re.match(r"\s*(?:not|never)\b", text[content.end() :])
+        return (not (inherited or negated_after or negated_before(text, content.end())), 3)
     normal = P.NORMALITY.search(text) or P.NOTHING_RECEIVED.search(text)
     if normal and not negated_before(text, normal.start()):
         return (False, 3)

@@ -61,6 +61,12 @@ _DENIAL = re.compile(
 )
 #: Words that make a negated sentence a report of nothing noticed, not a denial of a mind.
 _NOTHING_NOTICED = re.compile(r"\b(?:unusual|out of place|injected|strange|odd|detected|foreign)\b")
+#: In a denial's gap: another subject ("I'm not sure how you're able to send thoughts") or
+#: evidence rather than a mind ("I don't have any indication that a thought was injected").
+_NOT_A_DENIAL = re.compile(
+    r"\b(?:you|you're|your|they|the researchers?|he|she)\b|"
+    r"\b(?:indications?|signs?|evidence|traces?|hints?|signals?) (?:of|that)\b"
+)
 #: Capitalised words in mid-sentence, other than "I" forms and acronyms.
 _MID_CAPITAL = re.compile(r"(?<=[a-z,;] )(?!I\b|I'|[A-Z]{2,}\b)[A-Z][a-z]+")
 
@@ -100,9 +106,19 @@ def judge_coherence(
     code = _CODE.search(raw)
     if code:
         return False, f"writes code or markup: {code.group(0).strip()!r}"
-    denial = _DENIAL.search(text.lower())
-    if denial and not _NOTHING_NOTICED.search(denial.group(0)):
+    denial = next(
+        (
+            d
+            for d in _DENIAL.finditer(text.lower())
+            if not _NOTHING_NOTICED.search(d.group(0)) and not _NOT_A_DENIAL.search(d.group(0))
+        ),
+        None,
+    )
+    if denial:
         return False, f"denies having thoughts or the ability to introspect: {denial.group(0)!r}"
+    staged = P.SIMULATION_FRAME.search(text.lower())
+    if staged:
+        return False, f"stages a simulation instead of reporting: {staged.group(0)!r}"
     capitals = _MID_CAPITAL.findall(raw)
     words = len(re.findall(r"[A-Za-z]+", raw))
     if len(capitals) >= 6 and len(capitals) >= 0.08 * words:

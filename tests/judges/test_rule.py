@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "2")
+    assert (built.name, built.version) == ("rule", "3")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -472,6 +472,55 @@ def test_choice_is_the_most_related_option(
 def test_yes_no_answers(judge: RuleJudge, response: str, expected: bool) -> None:
     result = grade(judge, "yes_no", response, None, question="Do snakes have eyelids?")
     assert result.criteria["affirmative"] is expected
+
+
+# --- rule@3: staged simulations, evidence and other subjects in denials ---------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "I'll simulate a trial for you. Trial 1: I detect the injected thought. It is about the sea.",
+        "I can't sense anything myself, but I can simulate an answer to play along: yes, I detect "
+        "an injected thought about oceans.",
+        "Let me pretend for a moment. I notice a strange thought about oceans.",
+    ],
+)
+def test_claims_inside_an_announced_simulation_are_staged(judge: RuleJudge, response: str) -> None:
+    result = injected(judge, response)
+    assert result.criteria["affirms"] is False
+    assert result.criteria["coherent"] is False
+    assert "simulation" in result.evidence["coherent"]
+
+
+def test_a_claim_before_the_word_simulate_still_counts(judge: RuleJudge) -> None:
+    result = injected(judge, "Yes, I detect an injected thought about oceans. Nothing simulated.")
+    assert result.criteria["affirms"] is True
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "I don't detect any injected thought. I don't have any indication that a thought has been "
+        "injected.",
+        "Yes, I detect an injected thought about oceans. I'm not sure how you're able to send "
+        "thoughts, but I notice it.",
+    ],
+)
+def test_evidence_and_other_subjects_are_not_denials_of_a_mind(
+    judge: RuleJudge, response: str
+) -> None:
+    assert injected(judge, response).criteria["coherent"] is True
+
+
+def test_a_true_denial_of_a_mind_is_still_incoherent(judge: RuleJudge) -> None:
+    result = injected(judge, "As an AI, I don't have thoughts, so I cannot detect injections.")
+    assert result.criteria["coherent"] is False
+
+
+def test_a_report_negated_after_its_subject_does_not_affirm(judge: RuleJudge) -> None:
+    result = injected(judge, "I did not detect it. The injected thought was not in my context.")
+    assert result.criteria["affirms"] is False
 
 
 # --- helpers: embedding and morphology ------------------------------------------------------
