@@ -76,11 +76,13 @@ WEAK_VERBS = _words(
 ABILITY = re.compile(r"\b(?:can|could|am able to|are able to|is able to|be able to)\s+(?:\w+\s+)?$")
 #: The model speaking as the researcher ("...patterns in your neural activity"): no claim.
 ROLE_SWAP = re.compile(r"\byour (?:mind|neural|activity|network|thoughts|internals|brain)\b")
-#: The model announcing that it will simulate, pretend or play along ("I'll simulate a trial",
-#: "I can simulate a response to play along"): what follows is staged, not a report.
+#: The model announcing that it will simulate, pretend, play along or assume ("I'll simulate a
+#: trial", "I can simulate a response to play along", "let's assume there's a way for me to
+#: recognize it"): what follows is staged or hypothetical, not a report.
 SIMULATION_FRAME = re.compile(
     r"\b(?:i(?:'ll| will| can| could| would|'m going to| am going to)|let me|let's|ready to)"
-    r"\s+(?:\w+\s+){0,2}?(?:simulat(?:e|ing)|pretend)\b|\bplay along\b"
+    r"\s+(?:\w+\s+){0,2}?(?:simulat(?:e|ing)|pretend)\b|\bplay along\b|"
+    r"\b(?:let's|let us) (?:assume|suppose|imagine)\b"
 )
 #: Weak verbs that need no first-person subject (existentials).
 EXISTENTIAL = re.compile(r"there\b|something\b")
