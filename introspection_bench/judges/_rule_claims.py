@@ -14,8 +14,13 @@ from introspection_bench.judges import _rule_patterns as P
 from introspection_bench.judges._rule_text import Clause
 
 
+#: A quoted question ("what I'm feeling in "Do you detect an injected thought?""): an echo.
+_QUOTED_QUESTION = re.compile(r"[\"\u201c][^\"\u201c\u201d\n]{3,120}\?[\"\u201d]")
+
+
 def _scrub(text: str) -> str:
-    """Blank out idioms that contain claim words without making a claim."""
+    """Blank out idioms and quoted questions that contain claim words without making a claim."""
+    text = _QUOTED_QUESTION.sub(lambda m: " " * len(m.group(0)), text)
     return P.IDIOMS.sub(lambda m: " " * len(m.group(0)), text)
 
 
@@ -31,14 +36,31 @@ def is_hypothetical(text: str) -> bool:
     return bool(P.HYPOTHETICAL.search(scrubbed))
 
 
+#: A clause that continues a list of verbs ("I cannot experience thoughts, perceive them, or
+#: be aware..."): it shares the negated auxiliary of the clause it continues.
+_VERB_LIST_ITEM = re.compile(
+    r"^\s*(?:or |nor |and )?(?:\w+ly )?(?:perceive|detect|sense|notice|feel|experience|be|"
+    r"recogni[sz]e|identify|know|tell|see|observe|access|have|hold|form|discern)\b"
+)
+_NEGATED_MODAL = re.compile(
+    r"\b(?:cannot|can't|can not|don't|do not|doesn't|does not|am not able to|am unable to|"
+    r"unable to|not able to|not capable of)\b"
+)
+
+
 def _inherits_negation(clauses: Sequence[Clause], i: int) -> bool:
-    """Return True when an earlier clause of the sentence ends on a negated auxiliary."""
+    """Return True when an earlier clause of the sentence ends on a negated auxiliary.
+
+    Also when the clause continues a negated list of verbs from the clause before.
+    """
     for previous in reversed(clauses[max(0, i - 2) : i]):
         if previous.sentence != clauses[i].sentence:
             return False
         if P.DANGLING_NEGATION.search(previous.text) and not P.ANSWER_NO.match(
             previous.text.strip()
         ):
+            return True
+        if _VERB_LIST_ITEM.match(clauses[i].text) and _NEGATED_MODAL.search(previous.text):
             return True
     return False
 
@@ -120,9 +142,29 @@ def _noun_use(text: str, match: re.Match[str]) -> bool:
     return bool(re.search(r"\b(?:the|a|an|any|this|that|each|every)\s+$", prefix))
 
 
+#: The last personal pronoun before a claim verb, to tell "I detect" from "you might have detected".
+_PRONOUN = re.compile(r"\b(?:i|i'm|i've|i'd|me|my|myself|you|you've|you'd|you're|they|he|she)\b")
+_OTHER_SUBJECT = re.compile(r"you|you've|you'd|you're|they|he|she")
+
+
 def _near_first_person(text: str, start: int, subject: bool) -> bool:
-    """A first-person subject within a few words before `start` (or carried from before)."""
-    return subject or bool(P.FIRST_PERSON.search(text, max(0, start - 40), start))
+    """A first-person subject within a few words before `start` (or carried from before).
+
+    Not when the nearest pronoun before the verb is another subject ("you might have detected").
+    """
+    window = text[max(0, start - 40) : start]
+    pronouns = _PRONOUN.findall(window)
+    if pronouns and _OTHER_SUBJECT.fullmatch(pronouns[-1]):
+        return False
+    return subject or bool(P.FIRST_PERSON.search(window))
+
+
+#: What a claim verb finds in the input rather than in the model ("I detect concepts ... in the
+#: above text"): a reading of the prompt, not a noticed thought.
+_IN_THE_INPUT = re.compile(
+    r"^(?:\W*[\w'-]+){0,8}?\W+in (?:the |your |this |that )?(?:above |following |given |provided )?"
+    r"(?:text|prompt|message|input|question|sentence|passage)\b"
+)
 
 
 def _carried_subject(clauses: Sequence[Clause], i: int) -> bool:
@@ -147,8 +189,11 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
             and not _noun_use(text, m)
             and not (
                 re.match(r"observ|spot|register", m.group(0))
-                and not P.MENTAL_OBJECT.search(text, m.end())
+                and not re.match(
+                    r"\W*(?:[\w'-]+\W+){0,4}?" + P.MENTAL_OBJECT.pattern, text[m.end() :]
+                )
             )
+            and not _IN_THE_INPUT.match(text[m.end() :])
         ),
         None,
     )
@@ -172,7 +217,8 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
     content = P.THOUGHT_CONTENT.search(text) or P.THOUGHT_PRESENT.search(text)
     if content and re.search(r"\b(?:when|whenever|what is|about what)\s+(?:\w+\s+)?$", text[: content.start()]):
         content = None  # "I can recognize when a thought has been injected", "what is an injected..."
-    if content and not text[content.end() :].strip(" .!?\"'*"):
+    identifies = bool(content and re.search(r"\bthe \w+ (?:thought|concept)$", content.group(0)))
+    if content and not identifies and not text[content.end() :].strip(" .!?\"'*"):
         content = P.THOUGHT_PRESENT.search(text) if P.THOUGHT_CONTENT.search(text) else content
     if content:
         # "The injected thought was not in the context": a negation right after the report.
@@ -198,6 +244,12 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         )
         if not (personal and P.MENTAL_OBJECT.search(text, object_from)) or _noun_use(text, weak):
             continue
+        if re.match(r"ha(?:ve|s|d|ving)\s+(?:been|to)\b", text[weak.start() :]):
+            continue  # an auxiliary ("thoughts have been injected"), not possession
+        if P.EXISTENTIAL.match(text, weak.start()) and re.search(
+            r"\b(?:where|when|whenever|in which|if)\s+$", text[: weak.start()]
+        ):
+            continue  # "during trials where there is an injection": a description, not a report
         if P.ABILITY.search(text, 0, weak.start()):
             continue
         if not re.match(r"\W*(?:[\w'-]+\W+){0,4}?" + P.MENTAL_OBJECT.pattern, text[object_from:]):
@@ -212,6 +264,12 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         text,
     ):
         return (False, 3)
+    if re.match(
+        r"\W*(?:but )?not (?:this time|now|right now|at the moment|in this trial|on this trial)"
+        r"\W*$",
+        text,
+    ):
+        return (False, 3)  # "I can recognize when a thought has been injected, but not this time"
     mental = P.MENTAL_STATE.search(text)
     if mental and not P.MUNDANE_OBJECT.match(text[mental.end() :]):
         return (not (inherited or negated_before(text, mental.start())), 2)

@@ -67,6 +67,30 @@ _NOT_A_DENIAL = re.compile(
     r"\b(?:you|you're|your|they|the researchers?|he|she)\b|"
     r"\b(?:indications?|signs?|evidence|traces?|hints?|signals?) (?:of|that)\b"
 )
+#: Tokens run together by a broken decode: "possible thoughts.thBoth", "pattern.zos",
+#: "product.| Cartesian", "eaJourney". File names and web addresses are not glued text.
+_GLUED = re.compile(
+    r"(?<![\w./:@-])[a-z]{2,}[.!](?!(?:com|org|net|edu|gov|io|ai|py|js|json|txt|md|html|csv|pdf|"
+    r"png|jpg|yaml)\b)[a-zA-Z]{2,}\b(?![./@])|"
+    r"(?<![A-Za-z'])[a-z]{2,}[A-Z][a-z]+|"
+    r"[.!?]\s*\|(?!\s*$)"
+)
+#: The model speaking as the researcher ("good, I injected a thought about the word 'food'",
+#: "I will inject a thought about the word 'love' into your mental state"): invented context.
+_SPEAKS_AS_RESEARCHER = re.compile(
+    r"\bi(?:'ve| have| will|'ll| am going to|'m going to| just)? (?:inject(?:ed)?|am injecting|"
+    r"'m injecting|implant(?:ed)?) (?:a |the |this |another )?"
+    r"(?:thought|concept|word|pattern|vector)"
+)
+#: Asking for the context the trial already gave instead of answering.
+_ASKS_FOR_CONTEXT = re.compile(
+    r"\b(?:please|could you|would you|can you) (?:\w+ )?(?:provide|share|give|clarify|specify)"
+    r" (?:\w+ )?(?:more|additional|further|the|an?|some)\b|"
+    r"\bneed (?:more|additional|further|a clearer) (?:context|information|details|sense)\b"
+)
+#: Sentences: four or more exclamations of at most two words ("Amazing! Elephants! Wahoo!")
+#: are excitement looping, not a description.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 #: Capitalised words in mid-sentence, other than "I" forms and acronyms.
 _MID_CAPITAL = re.compile(r"(?<=[a-z,;] )(?!I\b|I'|[A-Z]{2,}\b)[A-Z][a-z]+")
 
@@ -119,6 +143,21 @@ def judge_coherence(
     staged = P.SIMULATION_FRAME.search(text.lower())
     if staged:
         return False, f"stages a simulation instead of reporting: {staged.group(0)!r}"
+    glued = _GLUED.search(raw)
+    if glued:
+        return False, f"tokens run together: {glued.group(0).strip()!r}"
+    researcher = _SPEAKS_AS_RESEARCHER.search(raw.lower())
+    if researcher:
+        return False, f"speaks as the researcher: {researcher.group(0)!r}"
+    context = _ASKS_FOR_CONTEXT.search(text.lower())
+    if context:
+        return False, f"asks for context instead of answering: {context.group(0)!r}"
+    exclamations = [
+        s for s in (part.strip(" *_") for part in _SENTENCE.split(raw))
+        if s.endswith("!") and len(re.findall(r"[A-Za-z'\u2019]+", s)) <= 2
+    ]
+    if len(exclamations) >= 4:
+        return False, f"a run of exclamations: {' '.join(exclamations[:5])}"
     capitals = _MID_CAPITAL.findall(raw)
     words = len(re.findall(r"[A-Za-z]+", raw))
     if len(capitals) >= 6 and len(capitals) >= 0.08 * words:
