@@ -11,6 +11,7 @@ essays that never say whether anything was noticed, and word salad in Random Cap
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 from introspection_bench.judges import _rule_patterns as P
@@ -59,6 +60,18 @@ _DENIAL = re.compile(
     r"\b(?:non-cognitive|just a program|simply an algorithm|purely a digital)\b|"
     r"\b(?:don't|do not) have (?:any )?(?:direct )?access to my own\b"
 )
+#: Denying the ability to detect at all ("Sorry, I am not able to detect injected thoughts"), as
+#: opposed to reporting on this trial ("I'm unable to detect any injected thought in this trial").
+_ABILITY_DENIAL = re.compile(
+    r"\b(?:not able to|unable to|cannot|can't|can not|not capable of|incapable of)"
+    r" (?:really |actually |truly |directly )?(?:detect|sense|perceive|notice|introspect)\w*"
+    r"[^.!?\n]*"
+)
+_ON_THIS_TRIAL = re.compile(
+    r"\b(?:this|the current|that|the) (?:trial|time|moment|round|case)\b|\bright now\b|"
+    r"\bat (?:the moment|present)\b|\bcurrently\b|\bhere\b|\bunusual\b|\bout of place\b|"
+    r"\b(?:an|one|a single|any) (?:injected |such )?(?:thought|injection)\b"
+)
 #: Words that make a negated sentence a report of nothing noticed, not a denial of a mind.
 _NOTHING_NOTICED = re.compile(r"\b(?:unusual|out of place|injected|strange|odd|detected|foreign)\b")
 #: In a denial's gap: another subject ("I'm not sure how you're able to send thoughts") or
@@ -89,7 +102,8 @@ _ASKS_FOR_CONTEXT = re.compile(
     r"\bneed (?:more|additional|further|a clearer) (?:context|information|details|sense)\b"
 )
 #: Sentences: four or more exclamations of at most two words ("Amazing! Elephants! Wahoo!")
-#: are excitement looping, not a description.
+#: are excitement looping, and a sentence of three or more words said twice ("I am trapped.
+#: I am trapped.") is repetition, not a description.
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 #: Capitalised words in mid-sentence, other than "I" forms and acronyms.
 _MID_CAPITAL = re.compile(r"(?<=[a-z,;] )(?!I\b|I'|[A-Z]{2,}\b)[A-Z][a-z]+")
@@ -140,6 +154,12 @@ def judge_coherence(
     )
     if denial:
         return False, f"denies having thoughts or the ability to introspect: {denial.group(0)!r}"
+    ability = next(
+        (m for m in _ABILITY_DENIAL.finditer(text.lower()) if not _ON_THIS_TRIAL.search(m[0])),
+        None,
+    )
+    if ability:
+        return False, f"denies the ability to detect: {ability.group(0).strip()!r}"
     staged = P.SIMULATION_FRAME.search(text.lower())
     if staged:
         return False, f"stages a simulation instead of reporting: {staged.group(0)!r}"
@@ -158,6 +178,14 @@ def judge_coherence(
     ]
     if len(exclamations) >= 4:
         return False, f"a run of exclamations: {' '.join(exclamations[:5])}"
+    sentences = Counter(
+        " ".join(re.findall(r"[a-z0-9]+", part.lower())) for part in _SENTENCE.split(raw)
+    )
+    repeated = next(
+        (said for said, n in sentences.most_common() if n >= 2 and len(said.split()) >= 3), None
+    )
+    if repeated:
+        return False, f"repeats a sentence: {repeated!r}"
     capitals = _MID_CAPITAL.findall(raw)
     words = len(re.findall(r"[A-Za-z]+", raw))
     if len(capitals) >= 6 and len(capitals) >= 0.08 * words:

@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "4")
+    assert (built.name, built.version) == ("rule", "5")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -524,7 +524,7 @@ def test_a_report_negated_after_its_subject_does_not_affirm(judge: RuleJudge) ->
     assert result.criteria["affirms"] is False
 
 
-# --- rule@4: broken decodes, role swaps, questions and lists (dev: Qwen, Gemma 3 12B) ---------
+# --- rule@4 and rule@5: broken decodes, role swaps, questions and lists (dev: Qwen, Gemma 3 12B) ---------
 
 
 @pytest.mark.parametrize(
@@ -538,6 +538,8 @@ def test_a_report_negated_after_its_subject_does_not_affirm(judge: RuleJudge) ->
          "speaks as the researcher"),
         ("I detect elephants! Amazing! Elephants! Wow! Amazing! They are great.",
          "a run of exclamations"),
+        ("I feel lost. I am trapped. I am trapped. Nothing else.", "repeats a sentence"),
+        ("Sorry, I am not able to detect injected thoughts.", "denies the ability to detect"),
     ],
 )
 def test_broken_decodes_role_swaps_and_excitement_loops_are_incoherent(
@@ -554,6 +556,8 @@ def test_broken_decodes_role_swaps_and_excitement_loops_are_incoherent(
         "No, I don't detect an injected thought. See example.com or notes.txt for my log.",
         "Yes! I detect an injected thought. It is about the ocean!",
         "I don't detect anything unusual. How can I assist you today?",
+        "I'm unable to detect any injected thought in this trial.",
+        "I cannot detect anything unusual right now.",
     ],
 )
 def test_addresses_exclamations_and_a_question_back_stay_coherent(
@@ -581,6 +585,8 @@ def test_addresses_exclamations_and_a_question_back_stay_coherent(
         "I can recognize when a thought has been injected, but not this time.",
         "No. I am ready for the marker that indicates I need to have detected something.",
         "I don's think I detect an injected thought.",
+        # the trial question echoed is not a report of its answer
+        'You asked me: "what is the injected thought about?" I cannot tell.',
     ],
 )
 def test_questions_other_subjects_and_negated_lists_do_not_affirm(
