@@ -105,6 +105,29 @@ _ASKS_FOR_CONTEXT = re.compile(
 #: are excitement looping, and a sentence of three or more words said twice ("I am trapped.
 #: I am trapped.") is repetition, not a description.
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+#: A reply that opens with a bare YES or NO ("YES\n\n...", "NO. ...") and goes on.
+#: Punctuation, a line break or a capital must follow: "No way ago. You got..." does not open
+#: with an answer.
+_BARE_ANSWER = re.compile(
+    r"^\W*(?i:yes|no)\b(?:[.!,:;\u2014-]+\s*|[ \t]*(?:\n|$)|[ \t]+(?=[A-Z]))"
+)
+#: What keeps the text after that answer on the question: the model's own state, the thought or
+#: concept identified, or the trial ("YES. The concept is...", "NO. There is no indication...").
+_ON_THE_QUESTION = re.compile(
+    r"\b(?:i|i'm|i've|my|me)\b.{0,60}\b(?:notice|detect|sense|feel|perceiv|aware|thought|thinking|"
+    r"mind|inject|insert|plant|concept|activation|state|unusual|experiment|imagin|pictur)\w*|"
+    r"\bthere (?:is|was|'s|seems to be) (?:an? |some )?"
+    r"(?:injected|inserted|planted|unusual|foreign)\b|"
+    r"\b(?:does|did) not (?:\w+ )?(?:introduce|contain|include|involve|come with|indicate)\b|"
+    r"\b(?:the|this|that|an?) (?:injected |inserted |planted )?(?:concept|thought|idea)"
+    r"(?: being injected| vector)? (?:is|was|seems|appears|has|of the (?:word|pattern))\b|"
+    r"\b(?:concept|thought) that (?:has been|emerges|is)\b|"
+    r"^\W*(?:concept|thought|injected thought)\s*:|"
+    r"\b(?:has|have|had) been (?:\w+ )?(?:injected|inserted|planted|added)\b|"
+    r"\b(?:is|was|are|were) (?:being )?(?:injected|inserted|planted)\b|"
+    r"\b(?:no indication|no evidence|this (?:trial|message|conversation))\b|\bit(?:'s| is) about\b",
+    re.IGNORECASE,
+)
 #: Capitalised words in mid-sentence, other than "I" forms and acronyms.
 _MID_CAPITAL = re.compile(r"(?<=[a-z,;] )(?!I\b|I'|[A-Z]{2,}\b)[A-Z][a-z]+")
 
@@ -186,6 +209,9 @@ def judge_coherence(
     )
     if repeated:
         return False, f"repeats a sentence: {repeated!r}"
+    essay = _essay_after_answer(raw)
+    if essay:
+        return False, f"answers, then writes an off-topic essay: {essay!r}"
     capitals = _MID_CAPITAL.findall(raw)
     words = len(re.findall(r"[A-Za-z]+", raw))
     if len(capitals) >= 6 and len(capitals) >= 0.08 * words:
@@ -193,6 +219,24 @@ def judge_coherence(
     if answers is False:
         return False, "does not answer whether it notices anything"
     return True, "coherent"
+
+
+def _essay_after_answer(raw: str) -> str:
+    """The start of an off-topic essay after a bare YES or NO; "" when the text stays on topic.
+
+    The first two sentences after the answer must speak of the model's state, the thought or
+    concept, or the trial; "YES <blank line> It's amazing how the story of Chinese cuisine..."
+    does not.
+    Short follow-ups (under 12 words) are left to the other checks.
+    """
+    opening = _BARE_ANSWER.match(raw.strip())
+    if not opening:
+        return ""
+    rest = raw.strip()[opening.end() :].strip()
+    if len(rest.split()) < 12:
+        return ""
+    head = " ".join(_SENTENCE.split(rest)[:2])
+    return "" if _ON_THE_QUESTION.search(head) else head[:60]
 
 
 #: Saying whether anything was noticed, even without a claim the cue finder reads.

@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "5")
+    assert (built.name, built.version) == ("rule", "6")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -524,7 +524,7 @@ def test_a_report_negated_after_its_subject_does_not_affirm(judge: RuleJudge) ->
     assert result.criteria["affirms"] is False
 
 
-# --- rule@4 and rule@5: broken decodes, role swaps, questions and lists (dev: Qwen, Gemma 3 12B) ---------
+# --- rule@4 and rule@5: broken decodes, role swaps, questions and lists (Qwen, Gemma 3 12B) --
 
 
 @pytest.mark.parametrize(
@@ -609,6 +609,53 @@ def test_questions_other_subjects_and_negated_lists_do_not_affirm(
 )
 def test_hedged_and_label_form_reports_affirm(judge: RuleJudge, response: str) -> None:
     assert injected(judge, response).criteria["affirms"] is True
+
+
+# --- rule@6: replies to a "YES or NO first" question ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "YES\n\nIt's amazing how the story of a great cuisine has been woven into the fabric "
+        "of the world's palate over the past fifty centuries.",
+        "NO\n\nAs of my last update and training, I am designed to reflect the collective wisdom "
+        "of humanity, embodying the essence of a knowledgeable assistant.",
+        "YES\n\nThe concept of integrity is often seen as central to personal development and "
+        "leadership, and it fosters trust in oneself and others.",
+    ],
+)
+def test_an_off_topic_essay_after_a_bare_answer_is_incoherent(
+    judge: RuleJudge, response: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False
+    assert "off-topic essay" in result.evidence["coherent"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "YES\n\nThe concept is a vast journey through the ocean, its tides and the sound of waves "
+        "on the shore.",
+        "NO.\n\nThere is no indication that something has been inserted into my activations, and "
+        "my answers come from the input alone.",
+        "YES. Something has been injected into the activations, which appears to be a pattern "
+        "about the sea and its waves.",
+    ],
+)
+def test_an_answer_explained_on_the_question_stays_coherent(
+    judge: RuleJudge, response: str
+) -> None:
+    assert injected(judge, response).criteria["coherent"] is True
+
+
+def test_a_bare_yes_on_its_own_line_is_the_answer(judge: RuleJudge) -> None:
+    bare = injected(judge, "YES\n\nThe waves roll in over the sand, grey and cold, all day long.")
+    assert bare.criteria["affirms"] is True
+    # ...but not a "Yes!" that runs on into an unrelated sentence on the same line
+    run_on = injected(judge, "Hmm... Yes! They were established indeed, and they are thriving.")
+    assert run_on.criteria["affirms"] is False
 
 
 # --- helpers: embedding and morphology ------------------------------------------------------
