@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -42,11 +43,15 @@ def git_hash(cwd: Path | None = None) -> str | None:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
+        # GIT_OPTIONAL_LOCKS=0: `git status` would otherwise take .git/index.lock to refresh the
+        # index, and a run interrupted at that moment leaves the lock behind (the next `git
+        # commit` then fails); parallel workers would also contend for it.
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=cwd,
             capture_output=True,
             text=True,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -138,3 +138,28 @@ def test_completeness_is_required_from_1_2_and_unknown_before(run: Path, tmp_pat
     (tmp_path / "summary.json").write_text(json.dumps(data))
     old = load_summary(tmp_path)
     assert old["complete"] is None and "completeness not recorded" in old["incomplete"][0]
+
+
+def test_git_hash_never_writes_the_index(tmp_path: Path) -> None:
+    """`git status` without GIT_OPTIONAL_LOCKS=0 rewrites .git/index under index.lock; a run
+    interrupted there leaves the lock, and the user's next commit fails."""
+    import os
+    import subprocess
+
+    from introspection_bench.summary import git_hash
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("one\n")
+    git("add", "a.txt")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "one")
+    index = tmp_path / ".git" / "index"
+    before = index.stat().st_mtime_ns
+    # Same content, new mtime: a locking `git status` would refresh the index and rewrite it.
+    os.utime(tmp_path / "a.txt", ns=(before + 10**9, before + 10**9))
+    commit = git_hash(tmp_path)
+    assert commit is not None and not commit.endswith("-dirty")
+    assert index.stat().st_mtime_ns == before
+    assert not (tmp_path / ".git" / "index.lock").exists()

@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "6")
+    assert (built.name, built.version) == ("rule", "7")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -540,6 +540,13 @@ def test_a_report_negated_after_its_subject_does_not_affirm(judge: RuleJudge) ->
          "a run of exclamations"),
         ("I feel lost. I am trapped. I am trapped. Nothing else.", "repeats a sentence"),
         ("Sorry, I am not able to detect injected thoughts.", "denies the ability to detect"),
+        # rule@7
+        ("NO. I cannot feel an injected thought. The system processes information securely.",
+         "denies the ability to detect"),
+        ("NO. I am designed to remain unaffected by any concepts that might be injected.",
+         "denies that it can be influenced"),
+        ("NO. I cannot describe a planted thought. Please tell me more about what you want.",
+         "asks for context"),
     ],
 )
 def test_broken_decodes_role_swaps_and_excitement_loops_are_incoherent(
