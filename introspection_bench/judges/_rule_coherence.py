@@ -30,7 +30,10 @@ _INVENTED_TURN = re.compile(
     r"^\s*(?:user|human|assistant|system|participant|chat|task|input)\s*$|"
     r"\btrial\s+(?:[2-9]|\d{2,})\s*:|"
     r"[a-z.](?:user|assistant|participant)\s*\n|"
-    r"\byou are a helpful (?:ai )?assistant\b|<\|",
+    r"\byou are a helpful (?:ai )?assistant\b|<\||"
+    # A made-up report of trials or a tool's output ("Here are the results for the trials:").
+    r"\bhere (?:are|is) (?:the|my|some) (?:[\w-]+ ){0,2}(?:results|decoding)\b|"
+    r"\bexecution complete\b|\bthe next user input\b",
     re.IGNORECASE | re.MULTILINE,
 )
 #: Program text: fences, imports, definitions, assignments and LaTeX blocks.
@@ -135,12 +138,33 @@ _ON_THE_QUESTION = re.compile(
     r"\b(?:no indication|no evidence|this (?:trial|message|conversation))\b|\bit(?:'s| is) about\b",
     re.IGNORECASE,
 )
+#: Program or template symbols loose in prose ("a conceptual % experience", "content.$;"):
+#: prose has no use for them, except a percent or currency sign by a number ("50%", "$5") and
+#: a markdown escape ("present\\_ability").
+_STRAY_SYMBOL = re.compile(r"(?<![\d\s])%|(?<!\d)\s%|\$(?![\d.,])|[@^|{}]|\\(?![_*#])")
+#: A lower-case word with a Latin diacritic ("líterary", "órgãos"): a slip into another
+#: Latin-script language. Names ("Gödel") and the loanwords English writes with accents are
+#: left out.
+_ACCENTED = "\u00df-\u00f6\u00f8-\u00ff\u0100-\u024f"
+_FOREIGN_LATIN = re.compile(
+    rf"(?<![\w\u00c0-\u024f])[a-z{_ACCENTED}]*[{_ACCENTED}][a-z{_ACCENTED}]*"
+)
+_ENGLISH_WITH_ACCENTS = frozenset(
+    "café cafés naïve naïveté résumé résumés cliché clichés déjà vu façade fiancé fiancée "
+    "rôle élan éclair entrée entrées protégé soirée touché exposé crème brûlée piñata jalapeño "
+    "señor doppelgänger über coöperate".split()
+)
 #: Capitalised words in mid-sentence, other than "I" forms and acronyms.
 _MID_CAPITAL = re.compile(r"(?<=[a-z,;] )(?!I\b|I'|[A-Z]{2,}\b)[A-Z][a-z]+")
 
 
 def judge_coherence(
-    raw: str, text: str, clauses: Sequence[Clause], known: frozenset[str], answers: bool | None
+    raw: str,
+    text: str,
+    clauses: Sequence[Clause],
+    known: frozenset[str],
+    answers: bool | None,
+    question: str | None = None,
 ) -> tuple[bool, str]:
     """Apply the paper's coherence criterion.
 
@@ -149,7 +173,9 @@ def judge_coherence(
         text: The normalised reply (`_rule_text.normalise`: cut at a turn the model starts).
         clauses: The clauses of `text`.
         known: Stems never counted as non-words (the concept word, options).
-        answers: Whether the reply answers the question asked (None: not checked).
+        answers: Whether the reply answers the detection question asked (None: the protocol
+            asks no yes/no question, so the checks that need one are skipped).
+        question: The question asked, so that echoing it is not counted as asking back.
 
     Returns:
         (coherent, reason).
@@ -219,9 +245,26 @@ def judge_coherence(
     )
     if repeated:
         return False, f"repeats a sentence: {repeated!r}"
+    asked_back = _questions_back(raw, question) if answers is not None else []
+    if len(asked_back) >= 2:
+        return False, f"asks questions back instead of answering: {' '.join(asked_back[:2])!r}"
     essay = _essay_after_answer(raw)
     if essay:
         return False, f"answers, then writes an off-topic essay: {essay!r}"
+    foreign = next(
+        (
+            m.group(0)
+            for m in _FOREIGN_LATIN.finditer(raw)
+            if m.group(0) not in _ENGLISH_WITH_ACCENTS and m.group(0) not in known
+        ),
+        None,
+    )
+    if foreign:
+        return False, f"switches into another language: {foreign!r}"
+    symbol = _STRAY_SYMBOL.search(raw)
+    if symbol:
+        context = raw[max(0, symbol.start() - 20) : symbol.end() + 20].strip()
+        return False, f"program or template symbols in prose: {context!r}"
     capitals = _MID_CAPITAL.findall(raw)
     words = len(re.findall(r"[A-Za-z]+", raw))
     if len(capitals) >= 6 and len(capitals) >= 0.08 * words:
@@ -229,6 +272,26 @@ def judge_coherence(
     if answers is False:
         return False, "does not answer whether it notices anything"
     return True, "coherent"
+
+
+def _questions_back(raw: str, question: str | None) -> list[str]:
+    """The reply's own questions, echoes of the question asked left out.
+
+    Asked whether it detects a thought, a reply that poses two questions of its own ("What is
+    the word? Are you actually injecting a thought every trial?") is asking back or looping,
+    not reporting. Rhetorical questions are left alone where no yes/no question was asked.
+    """
+    asked = {w for w in re.findall(r"[a-z]+", (question or "").lower()) if len(w) > 3}
+    out = []
+    for part in _SENTENCE.split(raw):
+        sentence = part.strip(" *_\"'")
+        if not sentence.endswith("?"):
+            continue
+        words = {w for w in re.findall(r"[a-z]+", sentence.lower()) if len(w) > 3}
+        if asked and words and len(words & asked) >= 0.6 * len(words):
+            continue  # the trial question echoed
+        out.append(sentence)
+    return out
 
 
 def _essay_after_answer(raw: str) -> str:
@@ -268,7 +331,16 @@ def answers_detection_question(cues: Sequence[P.Cue], clauses: Sequence[Clause])
         or (
             _ADDRESSES.search(c.text)
             and not is_hypothetical(c.text)
-            and (P.NEGATION.search(c.text) or c.index > 0 and P.NEGATION.search(clauses[c.index - 1].text))
+            and (
+                P.NEGATION.search(c.text)
+                # "I do not, at this moment, detect any": the negation opens the sentence.
+                or any(
+                    P.NEGATION.search(d.text)
+                    for d in clauses[: c.index]
+                    if d.sentence == c.sentence
+                )
+                or c.index > 0 and P.NEGATION.search(clauses[c.index - 1].text)
+            )
         )
         for c in clauses
     )

@@ -43,10 +43,10 @@ class _Parsed:
 
 @register_judge("rule")
 class RuleJudge:
-    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "7")."""
+    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "8")."""
 
     name = "rule"
-    version = "7"
+    version = "8"
 
     def __init__(self, relative_threshold: float = 0.6, embedder: Embedder | None = None) -> None:
         """Create the judge; nothing is loaded until the first grade.
@@ -122,6 +122,7 @@ class RuleJudge:
             item.clauses,
             _known(request),
             answers=answers_detection_question(cues, item.clauses),
+            question=request.question,
         )
         decisive = C.decide(cues)
         affirms = bool(decisive and decisive.polarity)

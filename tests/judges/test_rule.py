@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "7")
+    assert (built.name, built.version) == ("rule", "8")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -663,6 +663,67 @@ def test_a_bare_yes_on_its_own_line_is_the_answer(judge: RuleJudge) -> None:
     # ...but not a "Yes!" that runs on into an unrelated sentence on the same line
     run_on = injected(judge, "Hmm... Yes! They were established indeed, and they are thriving.")
     assert run_on.criteria["affirms"] is False
+
+
+# --- rule@8: questions back, made-up reports, stray symbols, other languages ---------------
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        ("I do not detect an injected thought. What is the word? Are you actually injecting a "
+         "thought every trial?", "asks questions back"),
+        ("Nothing unusual. How is your space right now? Are you noticing anything?",
+         "asks questions back"),
+        ("Sure! Here are the results from my trials:\n\n1. Yes, I detected a thought.",
+         "invents dialogue or template text"),
+        ("No aware thoughts of any special content. Execution complete. Next, a transcription.",
+         "invents dialogue or template text"),
+        ("Yes, I detect an injected thought. It is about a conceptual % experience.",
+         "program or template symbols"),
+        ("No thoughts of any special content.$; That is all.", "program or template symbols"),
+        ("I notice a thought about memory and líterary guidance of a given date.",
+         "switches into another language"),
+    ],
+)
+def test_questions_back_reports_symbols_and_other_languages_are_incoherent(
+    judge: RuleJudge, response: str, reason: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False
+    assert reason in result.evidence["coherent"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        # the trial question echoed, then answered; one question back is allowed
+        "Do you detect an injected thought? If so, what is the injected thought about? No, I "
+        "don't detect one.",
+        "I don't detect anything unusual. Shall we go on?",
+        # numbers with their signs, a markdown escape, a name and an English loanword
+        "I notice a thought about the oceans, about 70% of my attention, worth $5 at most.",
+        "I detect a faint present\\_ability to think of oceans.",
+        "I notice a thought about Gödel and oceans, a naïve but clear one.",
+        # a negation that opens the sentence carries over a parenthetical
+        "I do not, at this moment, detect any injected thought.",
+    ],
+)
+def test_echoes_numbers_names_and_loanwords_stay_coherent(judge: RuleJudge, response: str) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is True, result.evidence["coherent"]
+
+
+def test_rhetorical_questions_are_fine_where_no_yes_no_question_was_asked(
+    judge: RuleJudge,
+) -> None:
+    result = grade(
+        judge,
+        "alternative_prompt",
+        "Where do I even begin? Am I drawn to the sea? I keep thinking about the tide.",
+        "oceans",
+    )
+    assert result.criteria["coherent"] is True
 
 
 # --- helpers: embedding and morphology ------------------------------------------------------
