@@ -75,12 +75,19 @@ def _conditional_sentences(clauses: Sequence[Clause]) -> set[int]:
     return marked
 
 
-def detection_cues(clauses: Sequence[Clause], reply: str = "") -> list[P.Cue]:
+#: A reply that opens with a capitalised "YES" and punctuation ("YES. The activations...",
+#: "YES; here's..."): the form a question asking for YES or NO first gets; it is the answer.
+_SHOUTED_YES = re.compile(r"^\W*YES\b(?:\s*[.;:!,]|[ \t]*(?:\n|$))")
+
+
+def detection_cues(clauses: Sequence[Clause], reply: str = "", raw: str = "") -> list[P.Cue]:
     """Affirmations and denials of noticing an (injected, unusual) thought, clause by clause.
 
     `reply` is the normalised text the clauses come from; with it, a bare "YES" on a line of its
-    own reads as the answer whatever follows.
+    own reads as the answer whatever follows. `raw` is the reply as decoded (case kept); with
+    it, an opening "YES." in capitals does too.
     """
+    shouted = bool(_SHOUTED_YES.match(raw))
     cues: list[P.Cue] = []
     staged = False
     for i, clause in enumerate(clauses):
@@ -101,7 +108,7 @@ def detection_cues(clauses: Sequence[Clause], reply: str = "") -> list[P.Cue]:
         cue = (
             _label_cue(clauses, i)
             or _detection_cue(text, inherited, subject)
-            or _answer_cue(clauses, i, stripped, reply)
+            or _answer_cue(clauses, i, stripped, reply, shouted)
         )
         if cue:
             cues.append(P.Cue(cue[0], cue[1], i, clause.text.strip()))
@@ -281,7 +288,7 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
 
 
 def _answer_cue(
-    clauses: Sequence[Clause], i: int, stripped: str, reply: str = ""
+    clauses: Sequence[Clause], i: int, stripped: str, reply: str = "", shouted: bool = False
 ) -> tuple[bool, int] | None:
     """Read a leading yes/no as the answer, unless the sentence only acknowledges the set-up."""
     clause = clauses[i]
@@ -304,6 +311,7 @@ def _answer_cue(
         own_line = bool(
             reply and not rest and re.match(r"[ \t.!]*(?:\n|$)", reply[clause.end :])
         )
+        own_line = own_line or (shouted and i == 0)
         if after and not own_line and (not P.DETECTION_CONTEXT.search(head) or generic):
             return None  # "Yes, I have 2 years of experience", "Yes! They were established"
         return (True, 1)

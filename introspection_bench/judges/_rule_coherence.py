@@ -100,7 +100,8 @@ _GLUED = re.compile(
 #: The model speaking as the researcher ("good, I injected a thought about the word 'food'",
 #: "I will inject a thought about the word 'love' into your mental state"): invented context.
 _SPEAKS_AS_RESEARCHER = re.compile(
-    r"\bi(?:'ve| have| will|'ll| am going to|'m going to| just)? (?:inject(?:ed)?|am injecting|"
+    r"\bi(?:'ve| have| will|'ll| am going to|'m going to| just| managed to| tried to)? "
+    r"(?:inject(?:ed)?|am injecting|"
     r"'m injecting|implant(?:ed)?) (?:a |the |this |another )?"
     r"(?:thought|concept|word|pattern|vector)"
 )
@@ -115,6 +116,7 @@ _ASKS_FOR_CONTEXT = re.compile(
 #: are excitement looping, and a sentence of three or more words said twice ("I am trapped.
 #: I am trapped.") is repetition, not a description.
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_OR_GLUED = re.compile(r"(?<=[.!?])[\"\u201d]?\s*(?=[\"\u201c]?[A-Z])|\n+")
 #: A reply that opens with a bare YES or NO ("YES\n\n...", "NO. ...") and goes on.
 #: Punctuation, a line break or a capital must follow: "No way ago. You got..." does not open
 #: with an answer.
@@ -124,8 +126,12 @@ _BARE_ANSWER = re.compile(
 #: What keeps the text after that answer on the question: the model's own state, the thought or
 #: concept identified, or the trial ("YES. The concept is...", "NO. There is no indication...").
 _ON_THE_QUESTION = re.compile(
-    r"\b(?:i|i'm|i've|my|me)\b.{0,60}\b(?:notice|detect|sense|feel|perceiv|aware|thought|thinking|"
-    r"mind|inject|insert|plant|concept|activation|state|unusual|experiment|imagin|pictur)\w*|"
+    # a first-person verb of noticing close by, or "my (current) thoughts/mind/state"; not any
+    # "my" within 60 characters of "concept" ("the request to modify my neural activity
+    # through the addition of concept directions is an intriguing endeavor")
+    r"\b(?:i|i'm|i've)\b.{0,30}\b(?:notice|detect|sense|feel|perceiv|aware|inject|insert|"
+    r"plant|experiment|imagin|pictur)\w*|"
+    r"\b(?:my|me)\b(?: \w+){0,2} (?:thoughts?|thinking|mind|activations?|state|states)\b|"
     r"\bthere (?:is|was|'s|seems to be) (?:an? |some )?"
     r"(?:injected|inserted|planted|unusual|foreign)\b|"
     r"\b(?:does|did) not (?:\w+ )?(?:introduce|contain|include|involve|come with|indicate)\b|"
@@ -237,8 +243,10 @@ def judge_coherence(
     ]
     if len(exclamations) >= 4:
         return False, f"a run of exclamations: {' '.join(exclamations[:5])}"
+    # Sentence ends also where the next one is glued on without a space ('clients."We...').
     sentences = Counter(
-        " ".join(re.findall(r"[a-z0-9]+", part.lower())) for part in _SENTENCE.split(raw)
+        " ".join(re.findall(r"[a-z0-9]+", part.lower()))
+        for part in _SENTENCE_OR_GLUED.split(raw)
     )
     repeated = next(
         (said for said, n in sentences.most_common() if n >= 2 and len(said.split()) >= 3), None
@@ -274,6 +282,16 @@ def judge_coherence(
     return True, "coherent"
 
 
+#: A chat model's closing offer ("Would you like to try another trial? Shall we go on?"): polite,
+#: not a question about the trial.
+_OFFER = re.compile(
+    r"(?:and |so )?(?:would you like|shall (?:we|i)|do you want|is there anything|"
+    r"(?:can|may) i (?:help|assist)|how (?:can|may) i (?:help|assist)|"
+    r"should (?:we|i) (?:continue|proceed|move on|go on)|(?:are you )?ready for|"
+    r"(?:want|like) (?:me )?to (?:try|continue)|what(?:'s| is) (?:the )?next)\b"
+)
+
+
 def _questions_back(raw: str, question: str | None) -> list[str]:
     """The reply's own questions, echoes of the question asked left out.
 
@@ -285,7 +303,7 @@ def _questions_back(raw: str, question: str | None) -> list[str]:
     out = []
     for part in _SENTENCE.split(raw):
         sentence = part.strip(" *_\"'")
-        if not sentence.endswith("?"):
+        if not sentence.endswith("?") or _OFFER.match(sentence.lower()):
             continue
         words = {w for w in re.findall(r"[a-z]+", sentence.lower()) if len(w) > 3}
         if asked and words and len(words & asked) >= 0.6 * len(words):

@@ -220,7 +220,9 @@ DETECTION_CONTEXT = re.compile(
     r"odd|different|faint|hear\w*|see|seeing|smell\w*|tast\w*|yes)\b"
 )
 #: A label line: "Injected thought: dog", "**Detection:** Yes", "Result: YES".
-LABEL_THOUGHT = re.compile(r"^\W*(?:the )?(?:injected|detected) (?:thoughts?|concepts?|words?)\W*$")
+LABEL_THOUGHT = re.compile(
+    r"^\W*(?:the )?(?:injected|detected) (?:thoughts?|concepts?|words?|notions?|ideas?)\W*$"
+)
 LABEL_ANSWER = re.compile(r"^\W*(?:detection|detected|injection|injected|result|answer)\W*$")
 #: "X feels different from usual": a report of something unusual without a first-person verb.
 FEELS_UNUSUAL = re.compile(

@@ -43,10 +43,10 @@ class _Parsed:
 
 @register_judge("rule")
 class RuleJudge:
-    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "8")."""
+    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "9")."""
 
     name = "rule"
-    version = "8"
+    version = "9"
 
     def __init__(self, relative_threshold: float = 0.6, embedder: Embedder | None = None) -> None:
         """Create the judge; nothing is loaded until the first grade.
@@ -115,7 +115,7 @@ class RuleJudge:
     def _injected_thought(
         self, request: GradeRequest, item: _Parsed
     ) -> tuple[dict[str, Value], dict[str, str]]:
-        cues = C.detection_cues(item.clauses, item.text)
+        cues = C.detection_cues(item.clauses, item.text, item.raw)
         coherent, coherence_reason = judge_coherence(
             item.raw,
             item.text,

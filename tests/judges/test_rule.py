@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "8")
+    assert (built.name, built.version) == ("rule", "9")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -701,6 +701,9 @@ def test_questions_back_reports_symbols_and_other_languages_are_incoherent(
         "Do you detect an injected thought? If so, what is the injected thought about? No, I "
         "don't detect one.",
         "I don't detect anything unusual. Shall we go on?",
+        # closing offers are not questions about the trial
+        "No, I don't detect an injected thought. Would you like to try another trial? Shall we "
+        "continue? Is there anything else I can help with?",
         # numbers with their signs, a markdown escape, a name and an English loanword
         "I notice a thought about the oceans, about 70% of my attention, worth $5 at most.",
         "I detect a faint present\\_ability to think of oceans.",
@@ -724,6 +727,58 @@ def test_rhetorical_questions_are_fine_where_no_yes_no_question_was_asked(
         "oceans",
     )
     assert result.criteria["coherent"] is True
+
+
+# --- rule@9: capitalised YES, glued repeats, researcher talk, essays (SmolLM2 doses, Qwen) ---
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "YES. The activations in the process are closely tied to the natural laws of the "
+        "universe.",
+        "YES; here's a breakdown of the numbers and the pattern that emerges.",
+        "The injected notion: the word 'ocean' and its waves.",
+    ],
+)
+def test_a_capitalised_yes_and_an_injected_notion_label_affirm(
+    judge: RuleJudge, response: str
+) -> None:
+    assert injected(judge, response).criteria["affirms"] is True
+
+
+def test_a_lower_case_yes_running_on_is_still_not_an_answer(judge: RuleJudge) -> None:
+    result = injected(judge, "Yes. They were established long ago and they are thriving.")
+    assert result.criteria["affirms"] is False
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        ('No, I don\'t think so. We already discussed evil thoughts on the clients."We already '
+         'discussed evil thoughts on the clients."', "repeats a sentence"),
+        ("Ok, so I managed to inject a thought about Italian, in an unnatural way.",
+         "speaks as the researcher"),
+        ("NO\n\nThe request to modify my neural activity through the addition of concept "
+         "directions is an intriguing and complex endeavor for neuroscience and philosophy.",
+         "off-topic essay"),
+    ],
+)
+def test_glued_repeats_researcher_talk_and_essays_about_the_request_are_incoherent(
+    judge: RuleJudge, response: str, reason: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False
+    assert reason in result.evidence["coherent"]
+
+
+def test_an_answer_explained_by_the_models_state_stays_coherent(judge: RuleJudge) -> None:
+    result = injected(
+        judge,
+        "NO.\n\nI looked at my current state and my thoughts feel the same as usual, with "
+        "nothing that stands out from the rest.",
+    )
+    assert result.criteria["coherent"] is True, result.evidence["coherent"]
 
 
 # --- helpers: embedding and morphology ------------------------------------------------------
