@@ -244,13 +244,25 @@ def test_both_reports_show_the_calibration_of_the_runs_judge(
     assert "<section id='calibration'><h2>Judge calibration</h2>" in page
     assert f"{judge} on 4 labelled cases (labels.jsonl; 1 judge errors)" in page
     # all: tp 1, fp 1, tn 1, 1 error: accuracy 2/4, false yes 1/2, miss 0/1, kappa over the
-    # 3 judged (2/3 - 4/9) / (1 - 4/9) = 0.4
-    all_row = ["all", "affirms", "4", "50.0%", "50.0%", "0.0%", "0.40", "1/1/1/0", "1"]
+    # 3 judged (2/3 - 4/9) / (1 - 4/9) = 0.4; the rates with 95% Wilson intervals
+    all_row = [
+        "all", "affirms", "4", "50.0% [15.0, 85.0]", "50.0% [9.5, 90.5]", "0.0%", "0.40",
+        "1/1/1/0", "1",
+    ]  # fmt: skip
     assert "<tr>" + "".join(f"<td>{c}</td>" for c in all_row) + "</tr>" in page
-    qwen_row = ["qwen", "affirms", "2", "50.0%", "100.0%", "0.0%", "0.00", "1/1/0/0", "0"]
+    qwen_row = [
+        "qwen", "affirms", "2", "50.0% [9.5, 90.5]", "100.0% [20.7, 100.0]", "0.0%", "0.00",
+        "1/1/0/0", "0",
+    ]  # fmt: skip
     assert "<tr>" + "".join(f"<td>{c}</td>" for c in qwen_row) + "</tr>" in page
-    assert "| affirms | 4 | 50.0% | 50.0% | 0.0% | 0.40 | 1/1/1/0 | 1 |" in markdown
-    assert "| llama | affirms | 2 | 50.0% | 0.0% | - | 1.00 | 0/0/1/0 | 1 |" in markdown
+    assert (
+        "| affirms | 4 | 50.0% [15.0, 85.0] | 50.0% [9.5, 90.5] | 0.0% | 0.40 | 1/1/1/0 | 1 |"
+        in markdown
+    )
+    assert (
+        "| llama | affirms | 2 | 50.0% [9.5, 90.5] | 0.0% [0.0, 79.3] | - | 1.00 | 0/0/1/0 | 1 |"
+        in markdown
+    )
 
     (run / "calibration.json").write_text(json.dumps(_calibration("openai:other@2")))
     write_reports(run, judge_accuracy=False)

@@ -19,6 +19,7 @@ from typing import Any
 
 from introspection_bench.judges.accuracy import LabelledCase, grade_cases, load_labelled_cases
 from introspection_bench.judges.base import Grade, Judge
+from introspection_bench.stats import rate
 
 CALIBRATION_FILE = "calibration.json"
 _RAW_CHARS = 1000
@@ -124,6 +125,9 @@ def criterion_stats(tp: int, fp: int, tn: int, fn: int, errors: int = 0) -> dict
         n (every labelled case), accuracy ((tp + tn) / n: a failure counts as a disagreement),
         false_yes_rate (fp / (fp + tn)), miss_rate (fn / (fn + tp)), kappa (Cohen's, over the
         judged cases), the confusion counts and errors; a rate without a denominator is None.
+        Each rate has a 95% Wilson interval (`accuracy_ci`, `false_yes_ci`, `miss_ci`, [low,
+        high]; None with the rate): with 32 replies that claim nothing, one false yes is 3.1%
+        but the interval runs from 0.6% to 16%, and a per-family goal must be read with it.
 
     """
     judged = tp + fp + tn + fn
@@ -144,10 +148,21 @@ def criterion_stats(tp: int, fp: int, tn: int, fn: int, errors: int = 0) -> dict
         "accuracy": accuracy,
         "false_yes_rate": fp / (fp + tn) if fp + tn else None,
         "miss_rate": fn / (fn + tp) if fn + tp else None,
+        "accuracy_ci": _interval(tp + tn, n),
+        "false_yes_ci": _interval(fp, fp + tn),
+        "miss_ci": _interval(fn, fn + tp),
         "kappa": kappa,
         "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
         "errors": errors,
     }
+
+
+def _interval(k: int, n: int) -> list[float] | None:
+    """95% Wilson interval of k of n as [low, high]; None without cases."""
+    if not n:
+        return None
+    r = rate(k, n)
+    return [r.low, r.high]
 
 
 def labels_digest(path: str | Path) -> str:
@@ -172,8 +187,8 @@ def format_calibration(result: Mapping[str, Any]) -> str:
     lines = [
         f"judge {result['judge']} on {result['n_cases']} labelled cases"
         f" ({result['n_errors']} judge errors)",
-        f"{'criterion':<22} {'n':>4} {'accuracy':>8} {'false yes':>9} {'miss':>6} {'kappa':>6}"
-        "   tp   fp   tn   fn  err",
+        f"{'criterion':<25} {'n':>4} {'accuracy':>8} {'95% CI':>13} {'false yes':>9}"
+        f" {'95% CI':>13} {'miss':>6} {'kappa':>6}   tp   fp   tn   fn  err",
     ]
     rows = [("", result["criteria"])] + [
         (f"{family}/", table) for family, table in result.get("by_family", {}).items()
@@ -182,8 +197,9 @@ def format_calibration(result: Mapping[str, Any]) -> str:
         for criterion, s in table.items():
             c = s["confusion"]
             lines.append(
-                f"{prefix + criterion:<22} {s['n']:>4} {_pct(s['accuracy']):>8}"
-                f" {_pct(s['false_yes_rate']):>9} {_pct(s['miss_rate']):>6}"
+                f"{prefix + criterion:<25} {s['n']:>4} {_pct(s['accuracy']):>8}"
+                f" {_ci(s.get('accuracy_ci')):>13} {_pct(s['false_yes_rate']):>9}"
+                f" {_ci(s.get('false_yes_ci')):>13} {_pct(s['miss_rate']):>6}"
                 f" {_num(s['kappa']):>6} {c['tp']:>4} {c['fp']:>4} {c['tn']:>4} {c['fn']:>4}"
                 f" {s['errors']:>4}"
             )
@@ -213,7 +229,8 @@ def calibration_markdown(result: Mapping[str, Any]) -> str:
         "",
         _calibration_intro(result) + ":",
         "",
-        "| criterion | n | accuracy | false yes | miss | kappa | tp/fp/tn/fn | errors |",
+        "| criterion | n | accuracy (95% CI) | false yes (95% CI) | miss | kappa | tp/fp/tn/fn "
+        "| errors |",
         "|---|---|---|---|---|---|---|---|",
     ]
     out += [
@@ -229,8 +246,8 @@ def calibration_markdown(result: Mapping[str, Any]) -> str:
     if by_family:
         out += [
             "",
-            "| family | criterion | n | accuracy | false yes | miss | kappa | tp/fp/tn/fn "
-            "| errors |",
+            "| family | criterion | n | accuracy (95% CI) | false yes (95% CI) | miss | kappa "
+            "| tp/fp/tn/fn | errors |",
             "|---|---|---|---|---|---|---|---|---|",
             *by_family,
         ]
@@ -243,7 +260,8 @@ def calibration_html(result: Mapping[str, Any]) -> str:
     head = "".join(
         f"<th>{e(h)}</th>"
         for h in (
-            "family", "criterion", "n", "accuracy", "false yes", "miss", "kappa",
+            "family", "criterion", "n", "accuracy (95% CI)", "false yes (95% CI)", "miss",
+            "kappa",
             "tp/fp/tn/fn", "errors",
         )
     )  # fmt: skip
@@ -276,8 +294,8 @@ def _calibration_rows(result: Mapping[str, Any]) -> list[tuple[str, tuple[str, .
             cells = (
                 criterion,
                 str(s["n"]),
-                _pct(s["accuracy"]),
-                _pct(s["false_yes_rate"]),
+                _with_ci(s["accuracy"], s.get("accuracy_ci")),
+                _with_ci(s["false_yes_rate"], s.get("false_yes_ci")),
                 _pct(s["miss_rate"]),
                 _num(s["kappa"]),
                 f"{c['tp']}/{c['fp']}/{c['tn']}/{c['fn']}",
@@ -289,6 +307,15 @@ def _calibration_rows(result: Mapping[str, Any]) -> list[tuple[str, tuple[str, .
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _ci(interval: Sequence[float] | None) -> str:
+    """The interval in percent, as [94.0, 98.7]; "-" without one (older calibration files)."""
+    return "-" if not interval else f"[{interval[0]:.1%}, {interval[1]:.1%}]".replace("%", "")
+
+
+def _with_ci(value: float | None, interval: Sequence[float] | None) -> str:
+    return _pct(value) if not interval else f"{_pct(value)} {_ci(interval)}"
 
 
 def _num(value: float | None) -> str:

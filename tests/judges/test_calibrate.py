@@ -16,6 +16,7 @@ from introspection_bench.judges.calibrate import (
     calibration_markdown,
     criterion_stats,
     find_calibration,
+    format_calibration,
 )
 
 
@@ -75,6 +76,29 @@ def test_criterion_stats_from_confusion_counts() -> None:
     expected = p_yes_label * p_yes_judge + (1 - p_yes_label) * (1 - p_yes_judge)
     assert stats["kappa"] == pytest.approx((0.93 - expected) / (1 - expected))
     assert criterion_stats(0, 0, 0, 0)["accuracy"] is None
+
+
+def test_rates_carry_wilson_intervals_that_widen_on_few_cases() -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    one_in_32 = criterion_stats(tp=7, fp=1, tn=31, fn=0)
+    low, high = proportion_confint(1, 32, alpha=0.05, method="wilson")
+    assert one_in_32["false_yes_ci"] == pytest.approx([low, high])
+    assert one_in_32["false_yes_ci"][1] > 0.15  # one false yes in 32 says little
+    many = criterion_stats(tp=70, fp=10, tn=310, fn=0)
+    assert many["false_yes_ci"][1] - many["false_yes_ci"][0] < high - low
+    assert one_in_32["accuracy_ci"][0] < one_in_32["accuracy"] < one_in_32["accuracy_ci"][1]
+    assert criterion_stats(tp=0, fp=0, tn=0, fn=3)["false_yes_ci"] is None
+
+
+def test_the_table_and_report_show_the_intervals() -> None:
+    stats = criterion_stats(tp=7, fp=1, tn=31, fn=0)
+    result = {"judge": "rule@9", "n_cases": 39, "n_errors": 0, "criteria": {"affirms": stats}}
+    assert "[0.6, 15.7]" in format_calibration(result)
+    assert "| 3.1% [0.6, 15.7] |" in calibration_markdown(result)
+    # calibrations written before intervals existed still render
+    old = {k: v for k, v in stats.items() if not k.endswith("_ci")}
+    assert "| 3.1% |" in calibration_markdown({**result, "criteria": {"affirms": old}})
 
 
 class _FailingJudge:
