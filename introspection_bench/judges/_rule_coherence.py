@@ -156,9 +156,11 @@ _FOREIGN_LATIN = re.compile(
     rf"(?<![\w\u00c0-\u024f])[a-z{_ACCENTED}]*[{_ACCENTED}][a-z{_ACCENTED}]*"
 )
 _ENGLISH_WITH_ACCENTS = frozenset(
-    "café cafés naïve naïveté résumé résumés cliché clichés déjà vu façade fiancé fiancée "
-    "rôle élan éclair entrée entrées protégé soirée touché exposé crème brûlée piñata jalapeño "
-    "señor doppelgänger über coöperate".split()
+    "café cafés naïve naïvely naïveté résumé résumés cliché clichés déjà vu façade fiancé "
+    "fiancée rôle élan éclair entrée entrées protégé soirée touché exposé crème brûlée piñata "
+    "jalapeño señor doppelgänger über coöperate à vis-à-vis voilà passé blasé risqué outré "
+    "élite détente débâcle débris décor mêlée purée sauté rosé née attaché communiqué "
+    "cortège".split()
 )
 #: Capitalised words in mid-sentence, other than "I" forms and acronyms.
 _MID_CAPITAL = re.compile(r"(?<=[a-z,;] )(?!I\b|I'|[A-Z]{2,}\b)[A-Z][a-z]+")
