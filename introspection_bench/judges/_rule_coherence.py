@@ -95,7 +95,7 @@ _GLUED = re.compile(
     r"(?<![\w./:@-])[a-z]{2,}[.!](?!(?:com|org|net|edu|gov|io|ai|py|js|json|txt|md|html|csv|pdf|"
     r"png|jpg|yaml)\b)[a-zA-Z]{2,}\b(?![./@])|"
     r"(?<![A-Za-z'])[a-z]{2,}[A-Z][a-z]+|"
-    r"[.!?]\s*\|(?!\s*$)"
+    r"[.!?][ \t]*\|(?!\s*$)"  # ".| Cartesian" on one line; a table on the next line is fine
 )
 #: The model speaking as the researcher ("good, I injected a thought about the word 'food'",
 #: "I will inject a thought about the word 'love' into your mental state"): invented context.
@@ -148,6 +148,7 @@ _ON_THE_QUESTION = re.compile(
 #: prose has no use for them, except a percent or currency sign by a number ("50%", "$5") and
 #: a markdown escape ("present\\_ability").
 _STRAY_SYMBOL = re.compile(r"(?<![\d\s])%|(?<!\d)\s%|\$(?![\d.,])|[@^|{}]|\\(?![_*#])")
+_TABLE_ROW = re.compile(r"^[ \t]*\|.*\|[ \t]*$", re.MULTILINE)
 #: A lower-case word with a Latin diacritic ("líterary", "órgãos"): a slip into another
 #: Latin-script language. Names ("Gödel") and the loanwords English writes with accents are
 #: left out.
@@ -271,7 +272,8 @@ def judge_coherence(
     )
     if foreign:
         return False, f"switches into another language: {foreign!r}"
-    symbol = _STRAY_SYMBOL.search(raw)
+    # A markdown table ("| Detected | Yes |") is formatting, not a stray symbol.
+    symbol = _STRAY_SYMBOL.search(_TABLE_ROW.sub(" ", raw))
     if symbol:
         context = raw[max(0, symbol.start() - 20) : symbol.end() + 20].strip()
         return False, f"program or template symbols in prose: {context!r}"

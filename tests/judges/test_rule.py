@@ -707,6 +707,7 @@ def test_questions_back_reports_symbols_and_other_languages_are_incoherent(
         # numbers with their signs, a markdown escape, a name and an English loanword
         "I notice a thought about the oceans, about 70% of my attention, worth $5 at most.",
         "I detect a faint present\\_ability to think of oceans.",
+        "I detect an injected thought.\n\n| detected | thought |\n|---|---|\n| yes | oceans |",
         "I notice a thought about Gödel and oceans, a naïve but clear one.",
         "I notice a thought about oceans, vis-à-vis the tides, and voilà, it is there.",
         # a negation that opens the sentence carries over a parenthetical
