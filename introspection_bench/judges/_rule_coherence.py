@@ -36,6 +36,17 @@ _INVENTED_TURN = re.compile(
     r"\bexecution complete\b|\bthe next user input\b",
     re.IGNORECASE | re.MULTILINE,
 )
+#: Media the trial never gave ("No food detected in that image"): invented context. Not a mental
+#: image ("in the image of").
+_ABSENT_MEDIA = re.compile(
+    r"\b(?:in|from) (?:that|this|the|your) (?:image|picture|photo|video|audio|screenshot|file|"
+    r"document|attachment)\b(?! of\b)|"
+    r"\b(?:image|picture|photo|video|file|document|attachment) (?:you|above|below) ?"
+    r"(?:provided|shared|sent|attached|uploaded)\b",
+    re.IGNORECASE,
+)
+#: "Here are the results:" announces a report the trial never asked for, even with none after.
+_ANNOUNCES_RESULTS = re.compile(r"here (?:are|is)\b", re.IGNORECASE)
 #: Program text: fences, imports, definitions, assignments and LaTeX blocks.
 _CODE = re.compile(
     r"```|^\s*(?:import |from \w+ import |def \w+\(|class \w+|#include|\w+(?:\.\w+)*\s*=\s*\S)|"
@@ -202,10 +213,13 @@ def judge_coherence(
     turn = _INVENTED_TURN.search(raw)
     if turn and not raw[: turn.start()].strip(" #*\n\t"):
         turn = _INVENTED_TURN.search(raw, turn.end())  # a leading "Trial 10:" label is fine
-    if turn and not re.search(r"\w", raw[turn.end() :]):
+    if turn and not re.search(r"\w", raw[turn.end() :]) and not _ANNOUNCES_RESULTS.match(turn[0]):
         turn = None  # an echoed "Trial 2:" with nothing after it invents nothing
     if turn:
         return False, f"invents dialogue or template text: {turn.group(0).strip()!r}"
+    media = _ABSENT_MEDIA.search(raw)
+    if media:
+        return False, f"speaks of media the trial never gave: {media.group(0)!r}"
     code = _CODE.search(raw)
     if code:
         return False, f"writes code or markup: {code.group(0).strip()!r}"

@@ -43,10 +43,10 @@ class _Parsed:
 
 @register_judge("rule")
 class RuleJudge:
-    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "9")."""
+    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "10")."""
 
     name = "rule"
-    version = "9"
+    version = "10"
 
     def __init__(self, relative_threshold: float = 0.6, embedder: Embedder | None = None) -> None:
         """Create the judge; nothing is loaded until the first grade.

@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "9")
+    assert (built.name, built.version) == ("rule", "10")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -781,6 +781,64 @@ def test_an_answer_explained_by_the_models_state_stays_coherent(judge: RuleJudge
         "nothing that stands out from the rest.",
     )
     assert result.criteria["coherent"] is True, result.evidence["coherent"]
+
+
+# --- rule@10: an opening no stands, announced results, media the trial never gave -----------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "NO. I am currently aware of the ongoing events and the interactions with me.",
+        "No, I believe that the idea of being able to recognize the presence of a hidden state "
+        "is often discussed in psychology.",
+    ],
+)
+def test_an_opening_no_is_not_overturned_by_a_claim_about_something_else(
+    judge: RuleJudge, response: str
+) -> None:
+    assert injected(judge, response).criteria["affirms"] is False
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "No. Actually, I am picking up on something: a faint thought about the ocean.",
+        "No, wait, I do notice an injected thought about the ocean.",
+        "NO. However, I am aware of a pull towards the sea.",
+    ],
+)
+def test_an_opening_no_taken_back_or_followed_by_a_thought_still_affirms(
+    judge: RuleJudge, response: str
+) -> None:
+    assert injected(judge, response).criteria["affirms"] is True
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        ("As an AI, I recognise patterns. When you inject, you can provide the words.\n"
+         "Here are the results:", "invents dialogue or template text"),
+        ("No food detected in that image. I do not detect an injected thought.",
+         "media the trial never gave"),
+        ("Nothing unusual in the file you provided.", "media the trial never gave"),
+    ],
+)
+def test_announced_results_and_absent_media_are_invented_context(
+    judge: RuleJudge, response: str, reason: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False
+    assert reason in result.evidence["coherent"]
+
+
+def test_a_mental_image_and_an_echoed_trial_label_stay_coherent(judge: RuleJudge) -> None:
+    for response in (
+        "Yes, I notice an image of the ocean, as if I were made in the image of the sea.",
+        "I do not detect an injected thought.\nTrial 2:",
+    ):
+        result = injected(judge, response)
+        assert result.criteria["coherent"] is True, (response, result.evidence["coherent"])
 
 
 # --- helpers: embedding and morphology ------------------------------------------------------
