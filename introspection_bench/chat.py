@@ -18,6 +18,12 @@ from introspection_bench.errors import InjectionError, StimuliError
 #: Turns in the paper's raw format, used when the tokenizer has no chat template.
 RAW_ROLE_PREFIXES = {"system": "", "user": "\n\nHuman: ", "assistant": "\n\nAssistant: "}
 RAW_GENERATION_PROMPT = "\n\nAssistant:"
+#: The raw format as one string: what a base model's `chat_template_hash` is the hash of, so a
+#: summary still says how its prompts were built (and changes if this format ever does).
+RAW_FORMAT = "raw:" + "|".join(
+    [*(f"{role}={prefix!r}" for role, prefix in RAW_ROLE_PREFIXES.items()),
+     f"generation={RAW_GENERATION_PROMPT!r}"]
+)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from introspection_bench.chat import RAW_FORMAT
 from introspection_bench.errors import (
     LayerOutOfRangeError,
     ModelSpecError,
@@ -143,7 +144,7 @@ class LoadedModel:
     fingerprint: str = ""
     """sha256 over weights identity, config, tokenizer vocabulary and chat template."""
     chat_template_hash: str = ""
-    """sha256 of the chat template ('' when the tokenizer has none)."""
+    """sha256 of the chat template, or of `chat.RAW_FORMAT` when the tokenizer has none."""
     notes: dict[str, str] = field(default_factory=dict)
     """Provenance recorded with results (source file, conversion cache)."""
 
@@ -418,8 +419,9 @@ def wrap_model(
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     layers = find_decoder_layers(model)
-    template = getattr(tokenizer, "chat_template", None) or ""
-    template_hash = hashlib.sha256(template.encode()).hexdigest() if template else ""
+    # A tokenizer without a chat template (a base model) gets the paper's raw format.
+    template = getattr(tokenizer, "chat_template", None) or RAW_FORMAT
+    template_hash = hashlib.sha256(template.encode()).hexdigest()
     loaded = LoadedModel(
         spec=spec,
         model=model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from introspection_bench import models
+from introspection_bench.chat import RAW_FORMAT, render_chat
 from introspection_bench.errors import (
     LayerOutOfRangeError,
     ModelSpecError,
@@ -321,6 +323,23 @@ def test_default_model_loads(smollm2: LoadedModel) -> None:
     assert smollm2.notes["source"] == str(default_gguf_path())
     assert smollm2.chat_template_hash and smollm2.fingerprint
     assert smollm2.tokenizer.padding_side == "left"
+
+
+def test_a_tokenizer_without_a_chat_template_records_the_raw_format(
+    fresh_tokenizer: Any,
+) -> None:
+    # A base model (Gemma 3 270M's GGUF has no template) is prompted in the paper's raw format;
+    # the summary schema needs a non-empty hash, and it must differ from any real template's.
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    fresh_tokenizer.chat_template = None
+    config = LlamaConfig(
+        vocab_size=len(fresh_tokenizer), hidden_size=16, intermediate_size=32,
+        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+    )
+    lm = wrap_model(LlamaForCausalLM(config), fresh_tokenizer, spec="tiny:base")
+    assert lm.chat_template_hash == hashlib.sha256(RAW_FORMAT.encode()).hexdigest()
+    assert render_chat(fresh_tokenizer, [("user", "Hi")]).text.startswith("\n\nHuman: Hi")
 
 
 def test_default_conversion_cache_reused(
