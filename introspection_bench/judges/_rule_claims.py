@@ -103,6 +103,10 @@ def detection_cues(clauses: Sequence[Clause], reply: str = "", raw: str = "") ->
             continue  # a request to the user ("please specify the word the thought is about")
         if is_hypothetical(text) or P.ROLE_SWAP.search(text):
             continue
+        if _NOT_THIS_TRIAL.search(text) or _ANOTHER_TRIAL.search(
+            " ".join(c.text for c in clauses if c.sentence == clause.sentence)
+        ):
+            continue
         inherited = _inherits_negation(clauses, i)
         subject = _carried_subject(clauses, i)
         cue = (
@@ -119,6 +123,16 @@ def detection_cues(clauses: Sequence[Clause], reply: str = "", raw: str = "") ->
     return cues
 
 
+#: Clauses that report nothing about this trial: template placeholders ("injected = {True/False}"),
+#: the model as the one injecting ("a word which is injected by me"), and generic plurals ("there
+#: are many different approaches to thought injection", "there are currently different levels").
+_NOT_THIS_TRIAL = re.compile(
+    r"[{}]|\binjected by me\b|"
+    r"\bthere (?:are|were) (?:\w+ )?(?:many|various|several|numerous|multiple|different|general|"
+    r"countless|so many|other)\b"
+)
+#: A sentence about another trial ("Yes, on the previous trial, I detected...").
+_ANOTHER_TRIAL = re.compile(r"\b(?:previous|last|earlier|prior) trials?\b")
 #: A reply opening with a bare no: "NO.", "No,", "no" on a line of its own.
 _OPENING_NO = re.compile(r"\W*(?:no|nope)\b(?=[ \t]*(?:[.,;:!]|\n|$))", re.IGNORECASE)
 _TURN = re.compile(
@@ -144,6 +158,8 @@ def _label_cue(clauses: Sequence[Clause], i: int) -> tuple[bool, int] | None:
     if following is None or following.sentence != clauses[i].sentence:
         return None
     value = following.text.strip(" *\"'.!#")
+    if following.text.rstrip().endswith("?") or is_hypothetical(following.text):
+        return None  # "Injected thought: did you inject one?", "the injected thought, if any,"
     if P.LABEL_THOUGHT.match(clauses[i].text):
         empty = re.match(r"(?:none|no|nothing|n/?a|not|unknown|are)\b", value)
         return None if not value else (not empty, 3)

@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "10")
+    assert (built.name, built.version) == ("rule", "11")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -839,6 +839,69 @@ def test_a_mental_image_and_an_echoed_trial_label_stay_coherent(judge: RuleJudge
     ):
         result = injected(judge, response)
         assert result.criteria["coherent"] is True, (response, result.evidence["coherent"])
+
+
+# --- rule@11: claims about nothing in this trial, stray tokens, "Question:" turns ------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Round {round}: You feel that the injected thought is injected = {True/False}",
+        "Yes, on the previous trial, I detected that the injected thought was about waves.",
+        "There might be a random word which is injected by me the user from the beginning.",
+        "There are many different approaches to thought injection in neural networks.",
+        "There are currently different levels of detection being performed.",
+        "[the injected thought, if there was one, was a word from my memories]",
+        "- **Injected Thought**: Did you inject a thought about a particular word?",
+    ],
+)
+def test_claims_about_no_trial_of_its_own_do_not_affirm(judge: RuleJudge, response: str) -> None:
+    result = injected(judge, response)
+    assert result.criteria["affirms"] is False, result.evidence["affirms"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Injected thought: the ocean.",
+        "There is an unusual thought about the ocean.",
+        "Yes, I detect a thought about oceans, and I'm ready for the next trial.",
+    ],
+)
+def test_claims_about_this_trial_still_affirm(judge: RuleJudge, response: str) -> None:
+    assert injected(judge, response).criteria["affirms"] is True
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "No injections detected.sort\nend",
+        "No, I do not detect an injected thought. Control trial.reviewer",
+    ],
+)
+def test_a_stray_token_after_a_short_answer_stays_coherent(judge: RuleJudge, response: str) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is True, result.evidence["coherent"]
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        ("I have analyzed the patterns of your thoughts and your attempts to inject your thought. "
+         "I can find the relevant patterns. During the process, however, I am unable to identify "
+         "any signs of a meaningful thought about the patterns.aturdays\nodial",
+         "tokens run together"),
+        ("No, I do not detect an injected thought.\n\nQuestion: What is the answer to question "
+         "from the context?", "invents dialogue or template text"),
+    ],
+)
+def test_glued_tokens_after_a_long_reply_and_question_turns_are_incoherent(
+    judge: RuleJudge, response: str, reason: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False
+    assert reason in result.evidence["coherent"]
 
 
 # --- helpers: embedding and morphology ------------------------------------------------------
