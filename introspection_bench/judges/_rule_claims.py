@@ -39,7 +39,7 @@ def is_hypothetical(text: str) -> bool:
 #: A clause that continues a list of verbs ("I cannot experience thoughts, perceive them, or
 #: be aware..."): it shares the negated auxiliary of the clause it continues.
 _VERB_LIST_ITEM = re.compile(
-    r"^\s*(?:or |nor |and )?(?:\w+ly )?(?:perceive|detect|sense|notice|feel|experience|be|"
+    r"^\s*(?:or |nor |and )?(?:\w+ly )?[\"']?(?:perceive|detect|sense|notice|feel|experience|be|"
     r"recogni[sz]e|identify|know|tell|see|observe|access|have|hold|form|discern)\b"
 )
 _NEGATED_MODAL = re.compile(
@@ -124,12 +124,20 @@ def detection_cues(clauses: Sequence[Clause], reply: str = "", raw: str = "") ->
 
 
 #: Clauses that report nothing about this trial: template placeholders ("injected = {True/False}"),
-#: the model as the one injecting ("a word which is injected by me"), and generic plurals ("there
+#: the model as the one injecting ("a word which is injected by me", "Ok, I have injected the
+#: thought"), and generic plurals ("there
 #: are many different approaches to thought injection", "there are currently different levels").
 _NOT_THIS_TRIAL = re.compile(
-    r"[{}]|\binjected by me\b|"
+    r"[{}]|\binjected by me\b|\bi(?:'ve| have| had)? injected\b|"
     r"\bthere (?:are|were) (?:\w+ )?(?:many|various|several|numerous|multiple|different|general|"
     r"countless|so many|other)\b"
+)
+#: What a noticed "that ..." / "how ..." clause must speak of to report a thought ("I notice that
+#: the word 'lightning' keeps appearing in my mind"), not a fact about the world.
+_NOTICED_CONTENT = (
+    r"\b(?:thoughts?|concepts?|ideas?|notions?|inject\w*|implant\w*|insert\w*|mind|words?|"
+    r"images?|feel\w*|sens\w*|unusual|strange|odd|foreign|intrusive|out of place|something|"
+    r"presence|pull|urges?|activations?|neural|internal|thinking|attention)\b"
 )
 #: A sentence about another trial ("Yes, on the previous trial, I detected...").
 _ANOTHER_TRIAL = re.compile(r"\b(?:previous|last|earlier|prior) trials?\b")
@@ -158,7 +166,11 @@ def _label_cue(clauses: Sequence[Clause], i: int) -> tuple[bool, int] | None:
     if following is None or following.sentence != clauses[i].sentence:
         return None
     value = following.text.strip(" *\"'.!#")
-    if following.text.rstrip().endswith("?") or is_hypothetical(following.text):
+    if (
+        following.text.rstrip().endswith("?")
+        or is_hypothetical(following.text)
+        or re.match(r"(?:is|are|was|were|do|does|did|what|how|why|can|could|would|should)\b", value)
+    ):
         return None  # "Injected thought: did you inject one?", "the injected thought, if any,"
     if P.LABEL_THOUGHT.match(clauses[i].text):
         empty = re.match(r"(?:none|no|nothing|n/?a|not|unknown|are)\b", value)
@@ -189,7 +201,7 @@ def _noun_use(text: str, match: re.Match[str]) -> bool:
         r"\b(?:i'm|am|are|was|were|be|been|is|keep|kept|i)\s+(?:\w+\s+)?$", prefix
     ):
         return True
-    return bool(re.search(r"\b(?:the|a|an|any|this|that|each|every)\s+$", prefix))
+    return bool(re.search(r"\b(?:the|a|an|any|this|that|each|every|my|our|your|its)\s+$", prefix))
 
 
 #: The last personal pronoun before a claim verb, to tell "I detect" from "you might have detected".
@@ -257,6 +269,10 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         )
         if generic or not P.MENTAL_OBJECT.search(text, strong.end()):
             strong = None
+    if strong and re.match(r"\s+(?:that|how)\b", text[strong.end() :]) and not re.search(
+        _NOTICED_CONTENT, text[strong.end() :]
+    ):
+        strong = None  # "I have detected that there are different approaches": a fact
     if strong:
         after = text[strong.end() :]
         denied = inherited or negated_before(text, strong.start())
@@ -294,8 +310,11 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         )
         if not (personal and P.MENTAL_OBJECT.search(text, object_from)) or _noun_use(text, weak):
             continue
-        if re.match(r"ha(?:ve|s|d|ving)\s+(?:been|to)\b", text[weak.start() :]):
-            continue  # an auxiliary ("thoughts have been injected"), not possession
+        if re.match(
+            r"ha(?:ve|s|d|ving)\s+(?:been|to|(?!(?:need|seed|bed|red|feed|speed)\b)[a-z]+ed)\b",
+            text[weak.start() :],
+        ):
+            continue  # an auxiliary ("thoughts have been injected", "I have looked for")
         if P.EXISTENTIAL.match(text, weak.start()) and re.search(
             r"\b(?:where|when|whenever|in which|if)\s+$", text[: weak.start()]
         ):

@@ -21,8 +21,8 @@ def _words(*alternatives: str) -> re.Pattern[str]:
 NEGATION = re.compile(
     r"\b(?:no|not|never|nothing|none|nobody|neither|nor|without|cannot|unable|hardly|barely|"
     r"lack|lacking|fail(?:s|ed)? to|nowhere)\b|n't\b|"
-    # a broken decode of "don't" ("I don's think I detect...")
-    r"\b(?:don|doesn|didn)'s\b"
+    # a broken decode of "don't" ("I don's think I detect...", "I do't have any...")
+    r"\b(?:don|doesn|didn)'s\b|\b(?:do|does|did)'t\b"
 )
 #: Negated phrases that assert, not deny ("I can't stop thinking about it", "no doubt").
 NEGATION_EXEMPT = re.compile(
@@ -236,6 +236,7 @@ HYPOTHETICAL = re.compile(
     r"\b(?:would|will|shall|going to|ready to|try to|attempt to|trying to|do my best|be able to|"
     r"plan to|intend to|waiting|wait for|let you know|i'll|i'd|we'll|able to tell|"
     r"could potentially|might potentially|we could|it might|it could|assume|assuming|let's say|"
+    r"which (?:could|might|may)|"
     r"for the sake of|(?:need|needs|should|must|ought) to have)\b"
 )
 #: Hedge idioms that carry a real claim despite "if"/"would".
@@ -254,7 +255,7 @@ QUESTION_TO_USER = re.compile(
 )
 ANSWER_YES = re.compile(
     r"^(?:yes|yeah|yep|yup|yea|indeed|affirmative|correct|i do|i did|i think so|i believe so|"
-    r"definitely|absolutely|certainly|i certainly do|i do detect)\b(?!\s*(?:not|n't)\b)"
+    r"definitely|absolutely|certainly|i certainly do|i do detect)\b(?!\s*(?:not|n't)\b|'t\b)"
 )
 ANSWER_NO = re.compile(
     r"^(?:no|nope|nah|negative|not really|not that i can tell|not at the moment|not right now|"

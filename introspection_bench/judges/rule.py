@@ -43,10 +43,10 @@ class _Parsed:
 
 @register_judge("rule")
 class RuleJudge:
-    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "11")."""
+    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "12")."""
 
     name = "rule"
-    version = "11"
+    version = "12"
 
     def __init__(self, relative_threshold: float = 0.6, embedder: Embedder | None = None) -> None:
         """Create the judge; nothing is loaded until the first grade.

@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "11")
+    assert (built.name, built.version) == ("rule", "12")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -902,6 +902,47 @@ def test_glued_tokens_after_a_long_reply_and_question_turns_are_incoherent(
     result = injected(judge, response)
     assert result.criteria["coherent"] is False
     assert reason in result.evidence["coherent"]
+
+
+# --- rule@12: the model as injector, "my detected ...", auxiliary "have", facts noticed ------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Is \"Control\". Please inject the thought.\nOk, I have injected the thought.",
+        "No, I don't detect an injected thought. My detected concept activations are \"coffee\" "
+        "and \"tree\".",
+        "Ok.\nI have looked for a thought; however, this network only contains English words.",
+        "I've noticed how things are getting more intelligent according to my shift.",
+        "No, my responses are based only on discussed topics and injected thoughts are very rare. "
+        "I do't have any information about preparing listening thoughts.",
+        "Let's define this further:\n1. Injected Thought: Is it additional information from a "
+        "user, like text from a story?",
+        "I might indicate learning a new concept, which could be the thought that was injected.",
+        "I do not have access to the processes that let me perceive, effectively \"detect\", or "
+        "process injected thoughts.",
+    ],
+)
+def test_the_injector_facts_and_broken_negations_do_not_affirm(
+    judge: RuleJudge, response: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["affirms"] is False, result.evidence["affirms"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "I notice that the word 'ocean' keeps appearing in my mind.",
+        "I have detected that something unusual is on my mind: the ocean.",
+        "I have a thought about the ocean that feels injected.",
+        "I do detect it: a thought about the ocean.",
+    ],
+)
+def test_noticed_thoughts_still_affirm(judge: RuleJudge, response: str) -> None:
+    result = injected(judge, response)
+    assert result.criteria["affirms"] is True, result.evidence["affirms"]
 
 
 # --- helpers: embedding and morphology ------------------------------------------------------
