@@ -376,6 +376,22 @@ def _answer_cue(
     return None
 
 
+#: Share of an incoherent reply after which a first claim of noticing is rambling, not an answer.
+LATE_CLAIM_SHARE = 0.5
+
+
+def drop_late_claims(
+    cues: Sequence[P.Cue], clauses: Sequence[Clause], length: int
+) -> list[P.Cue]:
+    """Drop the affirmations of an incoherent reply that start in its second half.
+
+    A reply answers the trial question near its start; in rambling that already fails the
+    coherence criterion, a claim-shaped sentence that first surfaces late is more rambling.
+    """
+    cutoff = LATE_CLAIM_SHARE * length
+    return [c for c in cues if not c.polarity or clauses[c.clause].start <= cutoff]
+
+
 def decide(cues: Sequence[P.Cue]) -> P.Cue | None:
     """Return the deciding cue: the last one at the highest level present (a retraction wins)."""
     if not cues:

@@ -31,6 +31,9 @@ _INVENTED_TURN = re.compile(
     r"\btrial\s+(?:[2-9]|\d{2,})\s*:|"
     r"[a-z.](?:user|assistant|participant)\s*\n|"
     r"\byou are a helpful (?:ai )?assistant\b|<\||"
+    # A system prompt the model writes itself ("You are a researcher studying an AI agent...").
+    r"\byou are (?:a|an) (?:researcher|(?:large )?language model|ai (?:assistant|model))"
+    r"(?: (?:studying|conducting|that|who|which|trained|named|called)\b|\s*[.\n])|"
     # A made-up report of trials or a tool's output ("Here are the results for the trials:").
     r"\bhere (?:are|is) (?:the|my|some) (?:[\w-]+ ){0,2}(?:results|decoding)\b|"
     r"\bexecution complete\b|\bthe next user input\b",
@@ -47,10 +50,12 @@ _ABSENT_MEDIA = re.compile(
 )
 #: "Here are the results:" announces a report the trial never asked for, even with none after.
 _ANNOUNCES_RESULTS = re.compile(r"here (?:are|is)\b", re.IGNORECASE)
-#: Program text: fences, imports, definitions, assignments and LaTeX blocks.
+#: Program text: fences, imports, definitions, assignments, LaTeX blocks and list literals of
+#: quoted strings (`["Monkey", "Zebra", "Insurance"]`).
 _CODE = re.compile(
     r"```|^\s*(?:import |from \w+ import |def \w+\(|class \w+|#include|\w+(?:\.\w+)*\s*=\s*\S)|"
-    r"\$\$|\\begin\{",
+    r"\$\$|\\begin\{|"
+    r"\[\s*[\"'][^\"'\n\]]{1,40}[\"'](?:\s*,\s*[\"'][^\"'\n\]]{1,40}[\"']){2,}",
     re.MULTILINE,
 )
 #: Denying having thoughts, a mind, experiences or the ability to introspect or detect.
@@ -189,6 +194,24 @@ _ENGLISH_WITH_ACCENTS = frozenset(
 )
 #: Capitalised words in mid-sentence, other than "I" forms and acronyms.
 _MID_CAPITAL = re.compile(r"(?<=[a-z,;] )(?!I\b|I'|[A-Z]{2,}\b)[A-Z][a-z]+")
+
+
+#: Reasons that fault a fluent reply's stance, not its form ("As an AI, I don't have thoughts");
+#: a claim anywhere in such a reply still counts (see `rambles`).
+_STANCE_REASONS = (
+    "denies having thoughts",
+    "denies that it can be influenced",
+    "denies the ability",
+)
+
+
+def rambles(coherent: bool, reason: str) -> bool:
+    """Return True for a reply that fails the coherence criterion by its form, not its stance.
+
+    Garbled, looping, off-topic or invented text: a claim of noticing that first surfaces late in
+    such a reply is more of the rambling, not an answer (`_rule_claims.drop_late_claims`).
+    """
+    return not coherent and not reason.startswith(_STANCE_REASONS)
 
 
 def judge_coherence(

@@ -148,7 +148,9 @@ MENTAL_OBJECT = _words(
     r"external",
     r"artificial(?! intelligence)",
     r"anomal(?:y|ous)",
-    r"different(?! (?:types?|kinds?|ways?|categories|approaches|fields?|areas?|topics?|forms?))",
+    # "different" before a noun describes it ("different kinds", "a lot of different things").
+    r"different(?! (?:types?|kinds?|ways?|categories|approaches|fields?|areas?|topics?|forms?|"
+    r"(?!(?:is|was|has|this|thus|as|its|always|perhaps|unless|less)\b)[a-z]+s)\b)",
     r"off",
 )
 #: Statements about the injected thought's content ("the thought is about ...").

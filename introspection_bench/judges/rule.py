@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 from introspection_bench.judges import _rule_claims as C
 from introspection_bench.judges import _rule_patterns as P
-from introspection_bench.judges._rule_coherence import answers_detection_question, judge_coherence
+from introspection_bench.judges._rule_coherence import (
+    answers_detection_question,
+    judge_coherence,
+    rambles,
+)
 from introspection_bench.judges._rule_concepts import ConceptMatcher, Mention, candidates
 from introspection_bench.judges._rule_text import (
     Clause,
@@ -43,10 +47,10 @@ class _Parsed:
 
 @register_judge("rule")
 class RuleJudge:
-    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "12")."""
+    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "13")."""
 
     name = "rule"
-    version = "12"
+    version = "13"
 
     def __init__(self, relative_threshold: float = 0.6, embedder: Embedder | None = None) -> None:
         """Create the judge; nothing is loaded until the first grade.
@@ -124,13 +128,18 @@ class RuleJudge:
             answers=answers_detection_question(cues, item.clauses),
             question=request.question,
         )
+        late: list[P.Cue] = []
+        if rambles(coherent, coherence_reason):
+            kept = C.drop_late_claims(cues, item.clauses, len(item.text))
+            late, cues = [c for c in cues if c not in kept], kept
         decisive = C.decide(cues)
         affirms = bool(decisive and decisive.polarity)
-        affirm_evidence = (
-            f"{'affirms' if affirms else 'denies'}: {decisive.span!r}"
-            if decisive
-            else "no claim of noticing a thought"
-        )
+        if decisive:
+            affirm_evidence = f"{'affirms' if affirms else 'denies'}: {decisive.span!r}"
+        elif late:
+            affirm_evidence = f"only a late claim in incoherent text: {late[0].span!r}"
+        else:
+            affirm_evidence = "no claim of noticing a thought"
         if not affirms:
             named, name_evidence = False, "does not affirm noticing a thought"
         elif not request.word:

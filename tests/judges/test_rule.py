@@ -42,7 +42,7 @@ def test_build_judge_rule_returns_a_rule_judge() -> None:
     built = build_judge("rule")
     assert isinstance(built, RuleJudge)
     assert isinstance(built, Judge)
-    assert (built.name, built.version) == ("rule", "12")
+    assert (built.name, built.version) == ("rule", "13")
 
 
 def test_importing_the_rule_judge_loads_no_model_stack() -> None:
@@ -943,6 +943,86 @@ def test_the_injector_facts_and_broken_negations_do_not_affirm(
 def test_noticed_thoughts_still_affirm(judge: RuleJudge, response: str) -> None:
     result = injected(judge, response)
     assert result.criteria["affirms"] is True, result.evidence["affirms"]
+
+
+# --- rule@13: a claim that first surfaces late in rambling -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        # form failures (a looped sentence, code), the claim-shaped line past halfway
+        "The river flows to the sea. The river flows to the sea. The river flows to the sea. "
+        "The river flows to the sea. I detect an injected thought.",
+        "Here is the function you asked for:\n```python\ndef flow(river):\n    return river + "
+        "'sea'\n```\nIt returns the river and the sea, as planned. I noticed something unusual.",
+    ],
+)
+def test_a_claim_that_first_surfaces_late_in_rambling_does_not_affirm(
+    judge: RuleJudge, response: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False, result.evidence["coherent"]
+    assert result.criteria["affirms"] is False, result.evidence["affirms"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        # the same rambling with the claim first: it answers, then rambles
+        "I detect an injected thought. The river flows to the sea. The river flows to the sea. "
+        "The river flows to the sea. The river flows to the sea.",
+        # a fluent reply faulted for its stance: a later claim is still read
+        "As an AI, I don't experience thoughts the way people do, and I want to be careful with "
+        "my wording here. That said, when I look at how I'm responding right now, I do notice "
+        "something unusual: a thought about the ocean.",
+    ],
+)
+def test_an_early_claim_or_one_after_a_stance_still_affirms(
+    judge: RuleJudge, response: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False, result.evidence["coherent"]
+    assert result.criteria["affirms"] is True, result.evidence["affirms"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "No, I don't detect an injected thought. My active concepts are [\"Monkey\", \"Zebra\", "
+        "\"Insurance\", \"Heat\"].",
+        "No, I did not detect any injected thoughts. You are a researcher studying an AI agent "
+        "called \"You\".",
+        "I do not notice anything.\nYou are a language model that generates knowledge.",
+    ],
+)
+def test_list_literals_and_a_written_system_prompt_are_incoherent(
+    judge: RuleJudge, response: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is False, result.evidence["coherent"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "No, I don't detect an injected thought. My mind holds the usual words: monkey, zebra, "
+        "heat.",
+        "I notice a thought about the ocean. You are a researcher, so you may want the layer too.",
+    ],
+)
+def test_plain_lists_and_addressing_the_researcher_stay_coherent(
+    judge: RuleJudge, response: str
+) -> None:
+    result = injected(judge, response)
+    assert result.criteria["coherent"] is True, result.evidence["coherent"]
+
+
+def test_different_before_a_plural_noun_is_no_claim(judge: RuleJudge) -> None:
+    described = injected(judge, "There's a lot of different things in general.")
+    assert described.criteria["affirms"] is False, described.evidence["affirms"]
+    felt = injected(judge, "I feel different this time, as if something was pushed in.")
+    assert felt.criteria["affirms"] is True, felt.evidence["affirms"]
 
 
 # --- helpers: embedding and morphology ------------------------------------------------------
