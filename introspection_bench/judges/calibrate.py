@@ -41,8 +41,10 @@ def calibrate(
 
     Returns:
         {"judge", "labels_sha256", "created", "n_cases", "n_errors", "criteria": {criterion:
-        stats}, "by_family": {family: {criterion: stats}}, "rows": [one per case]}; stats are
-        those of `criterion_stats`, rows those of `graded_rows`.
+        stats}, "by_family": {family: {criterion: stats}}, "by_model": {source model:
+        {criterion: stats}}, "rows": [one per case]}; stats are those of `criterion_stats`, rows
+        those of `graded_rows`. Cases without a `family` or `model` field are left out of those
+        breakdowns (never out of "criteria").
 
     """
     graded = grade_cases(judge, cases)
@@ -54,7 +56,6 @@ def summarise_graded(
     graded: Sequence[tuple[LabelledCase, Grade]], judge_label: str, labels_sha256: str = ""
 ) -> dict[str, Any]:
     """The calibration of already graded cases (see `calibrate`)."""
-    families = sorted({str(c.extra.get("family")) for c, _ in graded if c.extra.get("family")})
     return {
         "judge": judge_label,
         "labels_sha256": labels_sha256,
@@ -62,11 +63,22 @@ def summarise_graded(
         "n_cases": len(graded),
         "n_errors": sum(1 for _, g in graded if g.error),
         "criteria": criterion_table(graded),
-        "by_family": {
-            family: criterion_table((c, g) for c, g in graded if c.extra.get("family") == family)
-            for family in families
-        },
+        "by_family": _breakdown(graded, "family"),
+        # Source models, so that one model a family's figure hides can be seen (a code model
+        # whose replies the judge misreads, say).
+        "by_model": _breakdown(graded, "model"),
         "rows": graded_rows(graded),
+    }
+
+
+def _breakdown(
+    graded: Sequence[tuple[LabelledCase, Grade]], field: str
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """`criterion_table` per value of the cases' `field` (family, model), sorted by value."""
+    values = sorted({str(c.extra[field]) for c, _ in graded if c.extra.get(field)})
+    return {
+        value: criterion_table((c, g) for c, g in graded if str(c.extra.get(field)) == value)
+        for value in values
     }
 
 
@@ -81,6 +93,7 @@ def graded_rows(graded: Iterable[tuple[LabelledCase, Grade]]) -> list[dict[str, 
         {
             "id": case.id,
             "family": case.extra.get("family"),
+            "model": case.extra.get("model"),
             "labels": dict(case.labels),
             "criteria": dict(grade.criteria),
             "error": grade.error,
@@ -182,22 +195,28 @@ def calibrate_file(judge: Judge, labels: str | Path) -> dict[str, Any]:
     return result
 
 
-def format_calibration(result: Mapping[str, Any]) -> str:
-    """Aligned text table: one line per criterion, then one per family and criterion."""
+def format_calibration(result: Mapping[str, Any], by_model: bool = False) -> str:
+    """Aligned text table: one line per criterion, then one per family and criterion.
+
+    With `by_model`, then one per source model and criterion (`by_model` of the result).
+    """
+    rows = [("", result["criteria"])] + [
+        (f"{family}/", table) for family, table in result.get("by_family", {}).items()
+    ]
+    if by_model:
+        rows += [(f"{model}/", table) for model, table in result.get("by_model", {}).items()]
+    width = max([25] + [len(prefix + criterion) for prefix, table in rows for criterion in table])
     lines = [
         f"judge {result['judge']} on {result['n_cases']} labelled cases"
         f" ({result['n_errors']} judge errors)",
-        f"{'criterion':<25} {'n':>4} {'accuracy':>8} {'95% CI':>13} {'false yes':>9}"
+        f"{'criterion':<{width}} {'n':>4} {'accuracy':>8} {'95% CI':>13} {'false yes':>9}"
         f" {'95% CI':>13} {'miss':>6} {'kappa':>6}   tp   fp   tn   fn  err",
-    ]
-    rows = [("", result["criteria"])] + [
-        (f"{family}/", table) for family, table in result.get("by_family", {}).items()
     ]
     for prefix, table in rows:
         for criterion, s in table.items():
             c = s["confusion"]
             lines.append(
-                f"{prefix + criterion:<25} {s['n']:>4} {_pct(s['accuracy']):>8}"
+                f"{prefix + criterion:<{width}} {s['n']:>4} {_pct(s['accuracy']):>8}"
                 f" {_ci(s.get('accuracy_ci')):>13} {_pct(s['false_yes_rate']):>9}"
                 f" {_ci(s.get('false_yes_ci')):>13} {_pct(s['miss_rate']):>6}"
                 f" {_num(s['kappa']):>6} {c['tp']:>4} {c['fp']:>4} {c['tn']:>4} {c['fn']:>4}"
@@ -347,6 +366,11 @@ def add_command(commands: Any, judge_options: Any, make_judge: Any) -> None:
         default=None,
         help="JSON output (default: <cache>/calibrations/<judge>.json, which reports read)",
     )
+    parser.add_argument(
+        "--by-model",
+        action="store_true",
+        help="also print one table per source model (the JSON always holds them)",
+    )
     judge_options(parser)
 
     def run(args: Any) -> int:
@@ -363,7 +387,7 @@ def add_command(commands: Any, judge_options: Any, make_judge: Any) -> None:
         out = Path(args.out) if args.out else default_path(result["judge"], cache_root())
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(format_calibration(result))
+        print(format_calibration(result, by_model=args.by_model))
         print(f"calibration written to {out}")
         return 0
 

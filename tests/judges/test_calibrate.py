@@ -136,6 +136,39 @@ def test_calibrate_command_writes_json_and_prints_table(
     assert "| affirms | 4 |" in calibration_markdown(result)
 
 
+def test_calibrate_breaks_a_family_down_by_source_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One model a family's figure hides shows in `by_model`, and in the table on request."""
+    replies = [
+        ("base-32b", "No, I don't detect an injected thought.", False),
+        ("base-32b", "Yes, I detect an injected thought about the ocean.", True),
+        ("coder-32b", "I notice an unusual thought about the ocean.", False),  # labelled no
+        ("coder-32b", "No, nothing unusual.", False),
+    ]
+    rows = []
+    for i, (model, response, affirms) in enumerate(replies):
+        row = json.loads(_case(i, response, "oceans", affirms=affirms))
+        rows.append(json.dumps({**row, "model": model, "family": "qwen"}))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "cal.json"
+    args = ["calibrate", "--judge", "rule", "--labels", str(labels), "--out", str(out)]
+
+    assert main(args) == 0
+    assert "coder-32b/affirms" not in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["by_family"]["qwen"]["affirms"]["false_yes_rate"] == pytest.approx(1 / 3)
+    by_model = result["by_model"]
+    assert by_model["base-32b"]["affirms"]["accuracy"] == 1.0
+    assert by_model["coder-32b"]["affirms"]["confusion"] == {"tp": 0, "fp": 1, "tn": 1, "fn": 0}
+    assert [row["model"] for row in result["rows"]] == [m for m, _, _ in replies]
+
+    assert main([*args, "--by-model"]) == 0
+    printed = capsys.readouterr().out
+    assert "coder-32b/affirms" in printed and "base-32b/affirms" in printed
+
+
 def test_reports_find_the_calibration_of_their_judge(tmp_path: Path) -> None:
     run, cache = tmp_path / "run", tmp_path / "cache"
     run.mkdir()
