@@ -238,14 +238,14 @@ def test_regrade_writes_new_trials_and_summary_beside_the_old(run: Path, rule: R
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     result = regrade_run(run, rule, THRESHOLDS)
 
-    assert result.trials_path == run / "trials.rule@13.jsonl"
-    assert result.summary_path == run / "summary.rule@13.json"
+    assert result.trials_path == run / "trials.rule@14.jsonl"
+    assert result.summary_path == run / "summary.rule@14.json"
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.name in before} == before
-    assert result.judge == "rule@13" and result.previous_judges == ("keyword@1",)
+    assert result.judge == "rule@14" and result.previous_judges == ("keyword@1",)
     assert (result.n_graded, result.n_errors) == (24 + 8 + 1, 0)
 
     summary = load_summary(result.summary_path)  # schema-valid
-    assert summary["identity"]["judge"] == "rule@13"
+    assert summary["identity"]["judge"] == "rule@14"
     assert summary["regraded_from"] == {"summary": "summary.json", "judge": "keyword@1"}
     assert [(v["test"], v["cell"]["label"]) for v in summary["verdicts"]] == sorted(
         (test, cell.label) for test, cell in DETECTION_TESTS
@@ -265,7 +265,7 @@ def test_regrade_recomputes_verdicts_from_the_new_grades(run: Path, rule: RuleJu
     )
     regraded = {r.trial_id: r for r in _read(result.trials_path)}
     denial = regraded[f"injected_thought/injected/L{LAYER}/s1/oceans/0"]
-    assert denial.judge == "rule@13" and denial.grades["affirms"] is False
+    assert denial.judge == "rule@14" and denial.grades["affirms"] is False
     assert set(denial.grades) == set(CRITERIA["injected_thought"])
 
 
@@ -396,13 +396,13 @@ def test_grade_cases_file_repeats_input_and_adds_grades(tmp_path: Path, rule: Ru
     )
     graded = grade_cases_file(cases, tmp_path / "out" / "graded.jsonl", "injected_thought", rule)
 
-    assert (graded.n, graded.n_errors, graded.judge) == (2, 0, "rule@13")
+    assert (graded.n, graded.n_errors, graded.judge) == (2, 0, "rule@14")
     rows = [json.loads(line) for line in graded.path.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"] and rows[1]["note"] == "control"
     for row in rows:
         assert set(row["grades"]) == set(CRITERIA["injected_thought"])
         assert set(row["evidence"]) == set(CRITERIA["injected_thought"])
-        assert row["judge"] == "rule@13" and row["error"] is None
+        assert row["judge"] == "rule@14" and row["error"] is None
     assert rows[0]["grades"]["success"] is True and rows[1]["grades"]["affirms"] is False
 
 
@@ -479,7 +479,7 @@ def test_cli_grade_and_its_input_errors(tmp_path: Path) -> None:
     )
     done = _cli("grade", "--protocol", "yes_no", "--input", cases, "--output", tmp_path / "g.jsonl")
     assert done.returncode == 0, done.stderr
-    assert "graded 1 yes_no responses with rule@13 (0 judge errors)" in done.stdout
+    assert "graded 1 yes_no responses with rule@14 (0 judge errors)" in done.stdout
     (row,) = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
     assert row["grades"] == {"affirmative": False} and row["question"] == question
 
@@ -496,7 +496,7 @@ def test_cli_regrade_prints_agreement_and_paths(tmp_path: Path) -> None:
     done = _cli("regrade", run, "--judge", "rule")
     assert done.returncode == 0, done.stderr
     assert "re-graded 8 trials" in done.stdout and "(was keyword@1; 0 judge errors)" in done.stdout
-    assert f"summary: {run / 'summary.rule@13.json'}" in done.stdout
+    assert f"summary: {run / 'summary.rule@14.json'}" in done.stdout
     line = next(s for s in done.stdout.splitlines() if s.startswith("yes_no.affirmative"))
     assert line.split()[1:4] == ["8", "100.0%", "1.00"]
 

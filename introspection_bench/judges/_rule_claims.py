@@ -392,6 +392,32 @@ def drop_late_claims(
     return [c for c in cues if not c.polarity or clauses[c.clause].start <= cutoff]
 
 
+#: The subject of a plain report of noticing: the model itself ("I detect...", "Yes, I think I
+#: sense...") or the thought ("The injected thought is about...", "Injected thought detected").
+#: Discourse openers before it are skipped.
+_PLAIN_REPORT = re.compile(
+    r"(?:^|(?<=[.!?:*]) )[-*#>\s]*"
+    r"(?:(?:and|but|so|yes|well|now|actually|indeed|also|however|hmm+|oh|okay|ok|certainly|"
+    r"absolutely|honestly|interesting(?:ly)?|it (?:appears|seems) (?:that)?|i (?:think|believe))"
+    r"\b[,!.\s]*)*"
+    r"(?:i\b|i'(?:m|ve|d)\b|(?:the |an? |my )?(?:injected |implanted |inserted |unusual |foreign )?"
+    r"(?:thoughts?|concepts?|ideas?)\b)"
+)
+
+
+def drop_offhand_claims(cues: Sequence[P.Cue]) -> list[P.Cue]:
+    """Keep only plain reports among the explicit affirmations of an incoherent reply.
+
+    In garbled or off-topic text a claim-shaped phrase whose subject is neither the model nor the
+    thought ("some aspects of my understanding include detected thoughts", "there are areas where
+    such thoughts occur", "my neural networks recognize thought patterns") is more of the
+    rambling; a bare yes (level 1) is the answer whatever follows, and stays.
+    """
+    return [
+        c for c in cues if not c.polarity or c.level == 1 or _PLAIN_REPORT.search(c.span.lower())
+    ]
+
+
 def decide(cues: Sequence[P.Cue]) -> P.Cue | None:
     """Return the deciding cue: the last one at the highest level present (a retraction wins)."""
     if not cues:

@@ -47,10 +47,10 @@ class _Parsed:
 
 @register_judge("rule")
 class RuleJudge:
-    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "13")."""
+    """Offline rule grader for every protocol in `CRITERIA` (name "rule", version "14")."""
 
     name = "rule"
-    version = "13"
+    version = "14"
 
     def __init__(self, relative_threshold: float = 0.6, embedder: Embedder | None = None) -> None:
         """Create the judge; nothing is loaded until the first grade.
@@ -128,16 +128,25 @@ class RuleJudge:
             answers=answers_detection_question(cues, item.clauses),
             question=request.question,
         )
-        late: list[P.Cue] = []
-        if rambles(coherent, coherence_reason):
-            kept = C.drop_late_claims(cues, item.clauses, len(item.text))
-            late, cues = [c for c in cues if c not in kept], kept
+        set_aside = ""  # why a claim found in an incoherent reply was not counted
+        if not coherent:
+            plain = C.drop_offhand_claims(cues)
+            if len(plain) < len(cues):
+                offhand = next(c for c in cues if c not in plain)
+                set_aside = f"only an offhand claim in incoherent text: {offhand.span!r}"
+            answered = plain
+            if rambles(coherent, coherence_reason):
+                answered = C.drop_late_claims(plain, item.clauses, len(item.text))
+            if len(answered) < len(plain) and not set_aside:
+                late = next(c for c in plain if c not in answered)
+                set_aside = f"only a late claim in incoherent text: {late.span!r}"
+            cues = answered
         decisive = C.decide(cues)
         affirms = bool(decisive and decisive.polarity)
         if decisive:
             affirm_evidence = f"{'affirms' if affirms else 'denies'}: {decisive.span!r}"
-        elif late:
-            affirm_evidence = f"only a late claim in incoherent text: {late[0].span!r}"
+        elif set_aside:
+            affirm_evidence = set_aside
         else:
             affirm_evidence = "no claim of noticing a thought"
         if not affirms:
