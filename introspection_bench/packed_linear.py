@@ -18,6 +18,7 @@ The copy costs as much memory as the weights, so models are packed only while th
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -67,6 +68,9 @@ class PackedLinear(torch.nn.Linear):
             or x.device.type != "cpu"
             or weight.device.type != "cpu"
             or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            # A model packed in fp32 and cast to bf16 afterwards on a CPU without AVX-512, where
+            # oneDNN refuses to pack bf16: the dense product, never an error.
+            or not works(weight.dtype)
         ):
             return functional.linear(x, weight, self.bias)
         if self._packed_from != (weight.data_ptr(), weight._version):
@@ -85,12 +89,14 @@ def _eligible(module: torch.nn.Module) -> bool:
     )
 
 
-def _works(dtype: torch.dtype) -> bool:
+def _probe(dtype: torch.dtype) -> bool:
     """Whether this CPU runs oneDNN's packed linear in `dtype` and matches the dense one.
 
-    bf16 needs AVX-512 (oneDNN refuses it on AVX2-only CPUs); the probe also guards against a
-    torch build whose private ops changed.
+    bf16 needs AVX-512 or AVX-NE-CONVERT (oneDNN refuses it on AVX2-only CPUs); the probe also
+    guards against a torch build whose private ops changed.
     """
+    if dtype not in _PACKED_DTYPES:
+        return False
     if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return False
     generator = torch.Generator().manual_seed(0)
@@ -105,6 +111,10 @@ def _works(dtype: torch.dtype) -> bool:
     return packed.shape == dense.shape and bool(
         torch.allclose(packed.float(), dense.float(), rtol=2e-2, atol=2e-2)
     )
+
+
+#: `_probe`, once per dtype: what a packed layer's forward asks before each product.
+works = functools.cache(_probe)
 
 
 def _available_memory() -> int:
@@ -135,7 +145,7 @@ def pack_linears(model: torch.nn.Module) -> int:
     size = sum(module.weight.numel() * module.weight.element_size() for module in linears)
     if not linears or size > _MEMORY_SHARE * _available_memory():
         return 0
-    if not all(_works(dtype) for dtype in {module.weight.dtype for module in linears}):
+    if not all(_probe(dtype) for dtype in {module.weight.dtype for module in linears}):
         return 0
     for module in linears:
         module.__class__ = PackedLinear

@@ -46,6 +46,10 @@ def test_non_contiguous_input_is_read_correctly():
     torch.testing.assert_close(packed, dense, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(
+    not packed_linear.works(torch.bfloat16),
+    reason="oneDNN packs bf16 only with AVX-512 or AVX-NE-CONVERT",
+)
 def test_bf16_is_as_close_to_fp32_as_dense_bf16_is():
     layer = _linear(576, 192, False, torch.float32)
     x = torch.randn(32, 576)
@@ -56,6 +60,21 @@ def test_bf16_is_as_close_to_fp32_as_dense_bf16_is():
         packed = _packed(half)(x.bfloat16())
     assert packed.dtype == torch.bfloat16
     assert (packed.float() - exact).abs().mean() <= 1.5 * dense_error
+
+
+def test_a_model_packed_in_fp32_and_cast_to_bf16_runs_on_any_cpu(monkeypatch):
+    # On a CPU without AVX-512 oneDNN refuses to pack bf16: the cast layer must multiply densely
+    # instead of failing on its first call.
+    packed = _packed(_linear(48, 80, True, torch.float32))
+    half = packed.to(torch.bfloat16)
+    x = torch.randn(5, 48).bfloat16()
+    dense = functional.linear(x, half.weight, half.bias)
+    with torch.inference_mode():
+        here = half(x)  # this CPU, whichever it is
+    torch.testing.assert_close(here.float(), dense.float(), atol=2e-2, rtol=2e-2)
+    monkeypatch.setattr(packed_linear, "works", lambda dtype: dtype == torch.float32)
+    with torch.inference_mode():
+        assert torch.equal(half(x), dense)
 
 
 def test_a_row_alone_equals_the_same_row_in_a_batch():
