@@ -267,16 +267,32 @@ def default_gguf_path() -> Path:
     return Path(list(found.submodule_search_locations)[0]) / DEFAULT_GGUF_FILE
 
 
+def cpu_has_bf16_path() -> bool:
+    """Whether oneDNN has a bf16 path on this CPU (AVX-512 or AVX-NE-CONVERT/AMX).
+
+    Without one (AVX2-only CPUs) bf16 arithmetic is emulated: a 32-row SmolLM2 decode step took
+    539-562 ms in bf16 against 120-131 ms in fp32 on an AVX2 AMD EPYC.
+    """
+    import torch
+
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(probe is not None and torch.backends.mkldnn.is_available() and probe())
+
+
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """Map `auto|bf16|fp16|fp32` to a torch dtype (auto: bf16, fp16 on old GPUs)."""
+    """Map `auto|bf16|fp16|fp32` to a torch dtype.
+
+    auto: bf16 on GPUs (fp16 on those without bf16) and on CPUs with a oneDNN bf16 path, where
+    it decodes about 2x faster than fp32; fp32 on other CPUs, where bf16 is about 4x slower.
+    """
     import torch
 
     if dtype not in DTYPES:
         raise ModelSpecError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     if dtype == "auto":
-        if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return torch.bfloat16
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_bf16_path() else torch.float32
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
 
 

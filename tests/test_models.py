@@ -383,3 +383,16 @@ def test_gemma3_270m_loads_from_gguf(gemma3_gguf: Path) -> None:
     assert recorded[middle].shape == (1, ids.shape[1], 640)
     assert torch.equal(recorded[middle], out.hidden_states[middle + 1])
     assert bool(torch.isfinite(out.logits).all())
+
+
+@pytest.mark.parametrize(
+    ("bf16_path", "expected"), [(True, torch.bfloat16), (False, torch.float32)]
+)
+def test_auto_dtype_on_the_cpu_is_bf16_only_where_onednn_has_a_bf16_path(
+    monkeypatch: pytest.MonkeyPatch, bf16_path: bool, expected: torch.dtype
+) -> None:
+    # On AVX2-only CPUs bf16 is emulated and decodes about 4x slower than fp32.
+    monkeypatch.setattr(models, "cpu_has_bf16_path", lambda: bf16_path)
+    assert models.resolve_dtype("auto", "cpu") == expected
+    assert models.resolve_dtype("bf16", "cpu") == torch.bfloat16  # asked for: kept
+    assert models.resolve_dtype("fp32", "cpu") == torch.float32
