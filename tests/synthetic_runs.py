@@ -507,8 +507,13 @@ _CACHE: dict[tuple[Any, ...], Path] = {}
 
 
 def cached_run(**kwargs: Any) -> Path:
-    """A synthetic run made once per process (read-only: copy it before editing)."""
+    """A synthetic run made once per process (read-only: copy it before editing).
+
+    Its folder is removed when the process exits, so test runs leave nothing in the temp dir.
+    """
+    import atexit
     import inspect
+    import shutil
     import tempfile
 
     defaults = {
@@ -518,10 +523,9 @@ def cached_run(**kwargs: Any) -> Path:
     }
     key = tuple(sorted({**defaults, **kwargs}.items()))
     if key not in _CACHE:
-        _CACHE[key] = make_run(
-            Path(tempfile.mkdtemp(prefix="ib-synthetic-")) / str(kwargs.get("model", "run")),
-            **kwargs,
-        )
+        folder = tempfile.mkdtemp(prefix="ib-synthetic-")
+        atexit.register(shutil.rmtree, folder, True)
+        _CACHE[key] = make_run(Path(folder) / str(kwargs.get("model", "run")), **kwargs)
     return _CACHE[key]
 
 
