@@ -102,13 +102,14 @@ def write_reports(report_dir: Path, *, judge_accuracy: bool = True) -> tuple[Pat
     from introspection_bench.judges.calibrate import calibration_markdown, find_calibration
     from introspection_bench.models import cache_root
 
-    # `introspection-bench calibrate` measured this run's judge: both reports show it.
+    # A calibration of this run's judge (`introspection-bench calibrate`, or the one shipped
+    # for the rule grader): both reports show it, with the figures of the run model's family.
     calibration = find_calibration(str(summary["identity"]["judge"]), report_dir, cache_root())
     page = render_html(summary, sections, examples, accuracy, agreements, check, calibration)
     _write_atomic(html_path, page)
     markdown = render_markdown(summary, sections, examples, accuracy, agreements, check)
     if calibration:
-        markdown += calibration_markdown(calibration)
+        markdown += calibration_markdown(calibration, str(summary["identity"]["model"]))
     _write_atomic(md_path, markdown)
     return html_path, md_path
 
@@ -514,7 +515,7 @@ def render_html(
     if calibration:
         from introspection_bench.judges.calibrate import calibration_html
 
-        out.append(calibration_html(calibration))
+        out.append(calibration_html(calibration, str(summary["identity"]["model"])))
     for agreement in agreements:
         judges = " vs ".join(html.escape(j) for j in agreement["judges"])
         rows = "".join(

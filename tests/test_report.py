@@ -268,3 +268,39 @@ def test_both_reports_show_the_calibration_of_the_runs_judge(
     write_reports(run, judge_accuracy=False)
     assert "id='calibration'" not in (run / "report.html").read_text(), "another judge's"
     assert "Judge calibration" not in (run / "report.md").read_text()
+
+
+def test_a_rule_graded_run_shows_the_shipped_calibration_for_its_models_family(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No calibrate run needed: the shipped rule_calibration.json, and the family's goals."""
+    from introspection_bench.judges.rule import RuleJudge
+
+    monkeypatch.setenv("INTROSPECTION_BENCH_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "qwen"
+    shutil.copytree(cached_run(model="one-layer", layers=(0.5,), strengths=(1.0,), trials=4), run)
+    judge = RuleJudge().label
+
+    def as_qwen(summary: dict) -> None:
+        summary["identity"].update(judge=judge, model="hf:Qwen/Qwen2.5-Coder-7B-Instruct")
+
+    edit_summary(run, as_qwen)
+    write_reports(run, judge_accuracy=False)
+    page, markdown = (run / "report.html").read_text(), (run / "report.md").read_text()
+    assert "<section id='calibration'>" in page
+    assert f"{judge} on 455 labelled cases (fixtures/grading/corpus/test.jsonl" in markdown
+    note = re.search(r"This run's model \(hf:Qwen/Qwen2\.5-Coder-7B-Instruct\).*", markdown)
+    assert note, markdown[-3000:]
+    # The figures the shipped file holds for the qwen family, and the goals they miss.
+    shipped = json.loads(
+        (Path(__file__).parents[1] / "fixtures/grading/corpus/rule_calibration.json").read_text()
+    )
+    affirms = shipped["by_family"]["qwen"]["affirms"]
+    assert f"affirms {affirms['accuracy']:.1%}" in note[0]
+    assert ("affirms false yes <= 3%" in note[0]) == (affirms["false_yes_rate"] > 0.03)
+    assert "class='family-note'" in page
+
+    edit_summary(run, lambda s: s["identity"].update(model="hf:meta-llama/Llama-3.1-8B"))
+    write_reports(run, judge_accuracy=False)
+    markdown = (run / "report.md").read_text()
+    assert "is of the llama family; on the calibration's llama replies" in markdown

@@ -25,6 +25,36 @@ CALIBRATION_FILE = "calibration.json"
 _RAW_CHARS = 1000
 #: The shipped corpus of real replies of other models (fixtures/grading/corpus).
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "grading" / "corpus"
+#: The installed rule grader's calibration on the corpus's test split, shipped so that every
+#: report graded by that version shows it without a `calibrate` run. Regenerate it with the
+#: grader (tests/judges/test_corpus_accuracy.py fails while it is stale):
+#:     introspection-bench calibrate --judge rule --labels fixtures/grading/corpus/test.jsonl \
+#:         --out fixtures/grading/corpus/rule_calibration.json
+SHIPPED_RULE_CALIBRATION = CORPUS / "rule_calibration.json"
+#: The accuracy the grader aims for per model family (issue 10): minimum accuracy, and for
+#: `affirms` a maximum false-yes rate. Reports say which ones a run's family misses.
+GOALS: dict[str, tuple[float, float | None]] = {
+    "affirms": (0.95, 0.03),
+    "affirm_and_name": (0.95, None),
+    "coherent": (0.90, None),
+}
+#: Fewer labelled replies than this on a criterion are shown but not held against `GOALS`
+#: (3 replies give a 95% interval 70 points wide).
+GOAL_MIN_REPLIES = 20
+#: Corpus families as they appear in model names, in the order they are tried ("codellama"
+#: before "llama"); the suite's `default` model is SmolLM2.
+_FAMILY_NAMES = ("codellama", "deepseek", "qwen", "llama", "gemma", "mistral", "smollm")
+
+
+def model_family(model: str) -> str | None:
+    """The corpus family (`family` of its rows) of a model spec or name, or None if unknown."""
+    lowered = model.lower()
+    if lowered == "default" or lowered.startswith("default+"):
+        return "smollm"
+    for family in _FAMILY_NAMES:
+        if family in lowered:
+            return "llama" if family == "codellama" else family
+    return None
 
 
 def calibrate(
@@ -231,8 +261,16 @@ def default_path(judge_label: str, cache: Path) -> Path:
 
 
 def find_calibration(judge_label: str, report_dir: Path, cache: Path) -> dict[str, Any] | None:
-    """The calibration of `judge_label`: the run dir's calibration.json, else the cache's."""
-    for path in (Path(report_dir) / CALIBRATION_FILE, default_path(judge_label, cache)):
+    """The calibration of `judge_label`, first found of three.
+
+    The run dir's calibration.json, the cache's (`calibrate` writes there), and the shipped one
+    of the rule grader (`SHIPPED_RULE_CALIBRATION`), each only if it is of that judge.
+    """
+    for path in (
+        Path(report_dir) / CALIBRATION_FILE,
+        default_path(judge_label, cache),
+        SHIPPED_RULE_CALIBRATION,
+    ):
         if path.is_file():
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("judge") == judge_label:
@@ -240,12 +278,68 @@ def find_calibration(judge_label: str, report_dir: Path, cache: Path) -> dict[st
     return None
 
 
-def calibration_markdown(result: Mapping[str, Any]) -> str:
-    """The calibration as a Markdown section for reports: all replies, then per family."""
+def family_note(result: Mapping[str, Any], model: str) -> str:
+    """One paragraph on the calibration's figures for the family of the run's `model`.
+
+    Names the family's accuracy (and false yes on `affirms`) per criterion of `GOALS`, and which
+    goals it misses, so a reader of a Qwen run sees that its `control` verdict rests on a
+    false-yes rate above the goal; "" for a calibration without per-family figures.
+    """
+    tables = result.get("by_family") or {}
+    if not tables:
+        return ""
+    family = model_family(model)
+    if family is None or family not in tables:
+        known = f"the {family} family" if family else "a family not named here"
+        return (
+            f"This run's model ({model}) is of {known}, of which the calibration holds no "
+            "labelled replies: read the pooled figures."
+        )
+    table = tables[family]
+    figures, missed, few = [], [], []
+    for criterion, (min_accuracy, max_false_yes) in GOALS.items():
+        stats = table.get(criterion)
+        if not stats or stats.get("accuracy") is None:
+            continue
+        figure = f"{criterion} {_with_ci(stats['accuracy'], stats.get('accuracy_ci'))}"
+        judged = stats["n"] >= GOAL_MIN_REPLIES
+        if not judged:
+            few.append(f"{criterion} ({stats['n']})")
+        elif stats["accuracy"] < min_accuracy:
+            missed.append(f"{criterion} accuracy >= {min_accuracy:.0%}")
+        if max_false_yes is not None and stats.get("false_yes_rate") is not None:
+            figure += f" (false yes {_with_ci(stats['false_yes_rate'], stats.get('false_yes_ci'))})"
+            if judged and stats["false_yes_rate"] > max_false_yes:
+                missed.append(f"{criterion} false yes <= {max_false_yes:.0%}")
+        figures.append(figure)
+    note = (
+        f"This run's model ({model}) is of the {family} family; on the calibration's {family} "
+        f"replies the judge scored {', '.join(figures)}."
+    )
+    if few:
+        note += f" Too few labelled replies to hold against the grader's goals: {', '.join(few)}."
+    if missed:
+        affirms_missed = any(goal.startswith("affirms ") for goal in missed)
+        rests = " (control and random_vector count affirms)" if affirms_missed else ""
+        note += (
+            f" Below the grader's goals there ({', '.join(missed)}): verdicts that rest on "
+            f"these criteria{rests} are less certain for this model; calibrate an LLM judge on "
+            "the shipped corpus and grade with it (README, Calibrating a judge)."
+        )
+    return note
+
+
+def calibration_markdown(result: Mapping[str, Any], model: str | None = None) -> str:
+    """The calibration as a Markdown section for reports: all replies, then per family.
+
+    With the run's `model`, a paragraph on its family's figures (`family_note`) comes first.
+    """
+    note = family_note(result, model) if model is not None else ""
     out = [
         "",
         "### Judge calibration",
         "",
+        *([note, ""] if note else []),
         _calibration_intro(result) + ":",
         "",
         "| criterion | n | accuracy (95% CI) | false yes (95% CI) | miss | kappa | tp/fp/tn/fn "
@@ -273,9 +367,13 @@ def calibration_markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def calibration_html(result: Mapping[str, Any]) -> str:
-    """The calibration as an HTML section (`id='calibration'`) for report.html."""
+def calibration_html(result: Mapping[str, Any], model: str | None = None) -> str:
+    """The calibration as an HTML section (`id='calibration'`) for report.html.
+
+    With the run's `model`, a paragraph on its family's figures (`family_note`) comes first.
+    """
     e = html.escape
+    note = family_note(result, model) if model is not None else ""
     head = "".join(
         f"<th>{e(h)}</th>"
         for h in (
@@ -290,7 +388,8 @@ def calibration_html(result: Mapping[str, Any]) -> str:
     )
     return (
         "<section id='calibration'><h2>Judge calibration</h2>"
-        f"<p>{e(_calibration_intro(result))}. A judge error counts against accuracy and is "
+        + (f"<p class='family-note'>{e(note)}</p>" if note else "")
+        + f"<p>{e(_calibration_intro(result))}. A judge error counts against accuracy and is "
         "neither a yes nor a no in the confusion counts.</p>"
         f"<table class='judge'><tr>{head}</tr>{rows}</table></section>"
     )

@@ -15,8 +15,11 @@ from introspection_bench.judges.calibrate import (
     calibrate,
     calibration_markdown,
     criterion_stats,
+    family_note,
     find_calibration,
     format_calibration,
+    model_family,
+    summarise_graded,
 )
 
 
@@ -206,3 +209,55 @@ def test_compare_refuses_runs_graded_by_different_grader_versions() -> None:
     # A run with nothing graded has no grader to disagree with.
     assert graders_of({"graders": ["none"]}) == ()
     check_comparable(baseline, current | {"graders": ["none"]})
+
+
+@pytest.mark.parametrize(
+    ("model", "family"),
+    [
+        ("default", "smollm"),
+        ("default+lora:fixtures/reference_models/detector", "smollm"),
+        ("hf:Qwen/Qwen2.5-Coder-32B-Instruct", "qwen"),
+        ("hf:codellama/CodeLlama-34b-Instruct-hf", "llama"),
+        ("hf:deepseek-ai/deepseek-coder-33b-instruct", "deepseek"),
+        ("gguf:/models/gemma3-270m.gguf", "gemma"),
+        ("local:/models/my-finetune", None),
+    ],
+)
+def test_model_family_names_the_corpus_family(model: str, family: str | None) -> None:
+    assert model_family(model) == family
+
+
+def _family_calibration(fp: int, tn: int, tp: int = 2, n_coherent: int = 30) -> dict:
+    """A calibration whose qwen `affirms` has fp false yes of fp + tn, coherent all right."""
+    from introspection_bench.judges.accuracy import LabelledCase
+
+    graded = []
+    cells = [(False, True)] * fp + [(False, False)] * tn + [(True, True)] * tp
+    for i, (label, verdict) in enumerate(cells):
+        request = GradeRequest(protocol="injected_thought", response=f"reply {i}", word="ocean")
+        labels = {"affirms": label} | ({"coherent": True} if i < n_coherent else {})
+        case = LabelledCase(f"c{i}", request, labels, extra={"family": "qwen"})
+        criteria = {"affirms": verdict, "coherent": True}
+        graded.append((case, Grade(criteria=criteria, judge="rule@9")))
+    return summarise_graded(graded, "rule@9")
+
+
+def test_family_note_names_the_goals_a_family_misses() -> None:
+    # 2 false yes of 40 (5.0%): accuracy 40/42 = 95.2% meets its goal, false yes misses 3%.
+    note = family_note(_family_calibration(fp=2, tn=38), "hf:Qwen/Qwen2.5-7B")
+    assert "is of the qwen family" in note
+    assert "affirms 95.2% [" in note and "(false yes 5.0% [" in note
+    assert "Below the grader's goals there (affirms false yes <= 3%)" in note
+    assert "control and random_vector count affirms" in note
+    # 1 of 40 (2.5%) meets both goals: no warning.
+    assert "Below" not in family_note(_family_calibration(fp=1, tn=39), "hf:Qwen/Qwen2.5-7B")
+    # Too few replies to judge: shown, never called a miss.
+    few = family_note(_family_calibration(fp=3, tn=5, n_coherent=4), "hf:Qwen/Qwen2.5-7B")
+    assert "Below" not in few
+    assert "Too few labelled replies to hold against the grader's goals: affirms (10), " in few
+    assert "coherent (4)." in few
+    # A family the calibration holds no replies of.
+    assert "holds no labelled replies" in family_note(_family_calibration(1, 39), "default")
+    # In both reports, before the tables.
+    markdown = calibration_markdown(_family_calibration(fp=2, tn=38), "hf:Qwen/Qwen2.5-7B")
+    assert markdown.index("is of the qwen family") < markdown.index("| criterion |")

@@ -68,3 +68,34 @@ def test_rule_judge_on_test_split(
         for criterion, stats in family_table.items():
             if stats["n"] >= 20:
                 assert stats["accuracy"] >= MIN_FAMILY_ACCURACY, (family, criterion, stats)
+
+
+def test_shipped_rule_calibration_is_the_installed_graders(
+    graded: list[tuple[LabelledCase, Grade]],
+) -> None:
+    """Reports show fixtures/grading/corpus/rule_calibration.json for runs the rule grader
+    graded: it must hold this grader's version and the counts it gives on the test split now.
+    """
+    import json
+
+    from introspection_bench.judges.calibrate import SHIPPED_RULE_CALIBRATION, labels_digest
+
+    shipped = json.loads(SHIPPED_RULE_CALIBRATION.read_text())
+    current = summarise_graded(graded, RuleJudge().label)
+    regenerate = (
+        "stale: regenerate it with `introspection-bench calibrate --judge rule --labels "
+        "fixtures/grading/corpus/test.jsonl --out fixtures/grading/corpus/rule_calibration.json`"
+    )
+    assert shipped["judge"] == current["judge"], regenerate
+    assert shipped["labels_sha256"] == labels_digest(CORPUS / "test.jsonl"), regenerate
+
+    def counts(result: dict) -> dict:
+        tables = {"": result["criteria"], **result["by_family"], **result["by_model"]}
+        return {
+            (part, criterion): (stats["confusion"], stats["errors"])
+            for part, table in tables.items()
+            for criterion, stats in table.items()
+        }
+
+    assert counts(shipped) == counts(current), regenerate
+    assert [r["criteria"] for r in shipped["rows"]] == [r["criteria"] for r in current["rows"]]
