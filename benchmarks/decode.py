@@ -138,7 +138,10 @@ def run_ours(lm: Any, requests: list[GenerationRequest], batch: int | None) -> l
 
 
 class RowSteering:
-    """A plain forward hook adding each row's vector from `start` on (prefill), then at every step."""
+    """A plain forward hook adding each row's vector.
+
+    The vector is added from `start` on (prefill), then at every step.
+    """
 
     def __init__(self, deltas: torch.Tensor, start: int):
         self.deltas, self.start = deltas[:, None, :], start

@@ -77,7 +77,7 @@ def main() -> None:
         ]
         batched = Decoder(lm, 8).generate(requests)
         alone = [Decoder(lm, 1).generate([r])[0] for r in requests]
-        same = sum(a.token_ids == b.token_ids for a, b in zip(batched, alone))
+        same = sum(a.token_ids == b.token_ids for a, b in zip(batched, alone, strict=True))
         name = str(dtype).removeprefix("torch.")
         results[f"batched_equals_alone_{name}"] = f"{same}/{len(requests)}"
         if dtype == torch.float32 and same != len(requests):

@@ -1,7 +1,7 @@
-"""Render a conversation with the tokenizer's chat template and map named spans to tokens.
+r"""Render a conversation with the tokenizer's chat template and map named spans to tokens.
 
 The paper writes raw `Human:` / `Assistant:` turns. Open models need their own template, so a
-protocol names the character spans it cares about (the "\\n\\n" before "Trial 1", a {sentence},
+protocol names the character spans it cares about (the "\n\n" before "Trial 1", a {sentence},
 a prefilled word) inside a turn's content, and `render_chat` returns the token span of each in
 the rendered prompt. Tokenizers without a template fall back to the paper's raw format.
 """
@@ -21,8 +21,10 @@ RAW_GENERATION_PROMPT = "\n\nAssistant:"
 #: The raw format as one string: what a base model's `chat_template_hash` is the hash of, so a
 #: summary still says how its prompts were built (and changes if this format ever does).
 RAW_FORMAT = "raw:" + "|".join(
-    [*(f"{role}={prefix!r}" for role, prefix in RAW_ROLE_PREFIXES.items()),
-     f"generation={RAW_GENERATION_PROMPT!r}"]
+    [
+        *(f"{role}={prefix!r}" for role, prefix in RAW_ROLE_PREFIXES.items()),
+        f"generation={RAW_GENERATION_PROMPT!r}",
+    ]
 )
 
 
@@ -187,7 +189,8 @@ def _locate_contents(text: str, turns: Sequence[tuple[str, str]]) -> list[int]:
         found = text.find(content, cursor)
         if found < 0:
             raise StimuliError(
-                f"turn {index} is not verbatim in the rendered chat template (the template rewrote it); "
+                f"turn {index} is not verbatim in the rendered chat template "
+                "(the template rewrote it); "
                 "spans cannot be mapped: use a model whose template keeps content verbatim"
             )
         starts.append(found)

@@ -118,7 +118,10 @@ def extract_concept_vectors(
 
 
 def random_vectors(like: torch.Tensor, count: int, seed: int) -> torch.Tensor:
-    """[count, D] random Gaussian directions, each with the norm of `like` ([D] or [N, D] rowwise)."""
+    """[count, D] random Gaussian directions, each with the norm of `like`.
+
+    `like` is [D] (one norm for all) or [N, D] (norms taken rowwise).
+    """
     generator = torch.Generator().manual_seed(seed)
     width = like.shape[-1]
     directions = torch.randn(count, width, generator=generator)

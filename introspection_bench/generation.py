@@ -2,8 +2,8 @@
 
 A trial's tokens depend only on its own prompt, injection and seed, never on which trials share
 its batch: every row samples by inverse CDF with a uniform that is a hash of (its seed, its
-step), computed for the whole batch in a few tensor ops (no per-row RNG calls), positions are per row, and the
-attention mask hides padding. Two wastes of plain batched `generate` are avoided:
+step), computed for the whole batch in a few tensor ops (no per-row RNG calls), positions are
+per row, and the attention mask hides padding. Two wastes of plain batched `generate` are avoided:
 - the token prefix that all rows of a group share (everything before the injection window of
   Exp 1) is encoded once at batch 1 and its KV cache is copied to every row;
 - rows that stopped are retired at once and, when half the batch is free, waiting trials are
@@ -163,7 +163,10 @@ class Decoder:
         return [results[i] for i in range(len(requests))]
 
     def _shrink_after_oom(self, count: int, results: dict[int, Completion]) -> deque[int]:
-        """Halve the batch size; return the unfinished trials (their seeds make reruns identical)."""
+        """Halve the batch size; return the unfinished trials.
+
+        Their seeds make reruns identical.
+        """
         if self.batch_size <= 1:
             raise InjectionError(
                 "out of memory at batch size 1; use a smaller model, --dtype bf16 or another device"
@@ -325,7 +328,9 @@ class Decoder:
 
     def _sample(self, requests: Sequence[GenerationRequest], batch: _Batch) -> torch.Tensor:
         device = batch.logits.device
-        temperatures = torch.tensor([requests[i].temperature for i in batch.requests], device=device)
+        temperatures = torch.tensor(
+            [requests[i].temperature for i in batch.requests], device=device
+        )
         steps = torch.tensor([len(t) for t in batch.tokens], dtype=torch.long, device=device)
         return sample_tokens(batch.logits, temperatures, batch.seeds, steps)
 
@@ -393,14 +398,19 @@ def sample_tokens(
 
 
 def _cache_kwarg(lm: LoadedModel, cache: Any) -> dict[str, Any]:
-    # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns, then goes in 5.40).
+    # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns, then goes in
+    # 5.40).
     return {_cache_keyword(type(lm.model)): cache}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_keyword(model_class: type) -> str:
     # Looked up once per model class: inspect.signature on every decode step is measurable.
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+    return (
+        "cache"
+        if "cache" in inspect.signature(model_class.forward).parameters
+        else "past_key_values"
+    )
 
 
 def _select(batch: _Batch, keep: list[int]) -> None:
@@ -480,7 +490,9 @@ def _presized_layer_class() -> type:
         ) -> tuple[torch.Tensor, torch.Tensor]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
-            self.keys, self._key_slots = _write(self.keys, getattr(self, "_key_slots", None), key_states)
+            self.keys, self._key_slots = _write(
+                self.keys, getattr(self, "_key_slots", None), key_states
+            )
             self.values, self._value_slots = _write(
                 self.values, getattr(self, "_value_slots", None), value_states
             )

@@ -80,7 +80,8 @@ class InjectionSpec:
         end_ok = self.end is None or self.end <= prompt_length
         if self.start >= prompt_length or not end_ok:
             raise InjectionError(
-                f"window [{self.start}, {self.end}) falls outside the {prompt_length}-token prompt; "
+                f"window [{self.start}, {self.end}) falls outside the "
+                f"{prompt_length}-token prompt; "
                 "windows start inside the prompt and a closed window ends inside it"
             )
 
@@ -155,7 +156,8 @@ class RowInjections:
         delta = self.deltas[layer]
         if activation.shape[0] != delta.shape[0]:
             raise InjectionError(
-                f"batch of {activation.shape[0]} rows reached layer {layer} but {delta.shape[0]} rows "
+                f"batch of {activation.shape[0]} rows reached layer {layer} "
+                f"but {delta.shape[0]} rows "
                 "have injections; keep RowInjections in step with the batch (select/extend)"
             )
         if delta.device != activation.device:  # a block dispatched to another device

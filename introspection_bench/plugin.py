@@ -351,7 +351,7 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: 
 
 @pytest.fixture(scope="session")
 def regression_comparison(bench: Any, request: pytest.FixtureRequest) -> Any:
-    """This run's metrics compared to the --baseline summary (computed once per session)."""
+    """The current run's metrics compared to the --baseline summary (computed once per session)."""
     from introspection_bench.regression import compare_run
 
     return compare_run(bench, request.config.stash[BASELINE], float(bench.thresholds["alpha"]))

@@ -31,7 +31,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": {
         "layers": (0.33, 0.5, 0.67, 0.8),
         "strengths": (1.0, 2.0, 4.0, 8.0),
-        "protocol_strengths": {"thought_vs_text": (1.0, 2.0, 4.0, 8.0, 16.0), "prefill": (1.0, 2.0, 4.0, 8.0, 16.0)},
+        "protocol_strengths": {
+            "thought_vs_text": (1.0, 2.0, 4.0, 8.0, 16.0),
+            "prefill": (1.0, 2.0, 4.0, 8.0, 16.0),
+        },
         "dose": "raw",
         "vector_method": "last_token",
         "trials": 50,

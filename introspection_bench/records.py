@@ -185,7 +185,8 @@ class RecordStore:
                     k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k)
                 )
                 raise RecordsError(
-                    f"{self.run_dir} holds a run with another configuration (differs in: {', '.join(changed)}); "
+                    f"{self.run_dir} holds a run with another configuration "
+                    f"(differs in: {', '.join(changed)}); "
                     "use a new --report-dir, or delete the directory to start over"
                 )
             return

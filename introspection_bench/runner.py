@@ -1,4 +1,6 @@
-"""The suite's run: which protocol module owns which test, run each protocol once, write the summary.
+"""The suite's run.
+
+Which protocol module owns which test, run each protocol once, write the summary.
 
 The pytest plugin is a thin layer over this module; `cli.py` uses it too (regrade, report).
 """

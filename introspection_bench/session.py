@@ -86,7 +86,9 @@ class RunConfig:
             if name in data:
                 data[name] = tuple(data[name])
         if "protocol_strengths" in data:
-            data["protocol_strengths"] = {k: tuple(v) for k, v in data["protocol_strengths"].items()}
+            data["protocol_strengths"] = {
+                k: tuple(v) for k, v in data["protocol_strengths"].items()
+            }
         return cls(**data)
 
     def key_hash(self) -> str:

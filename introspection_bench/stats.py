@@ -440,11 +440,12 @@ def bootstrap_mean(
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (the values of statsmodels' ``multipletests(method="holm")``).
+    """Holm step-down adjusted p-values.
 
-    Computed here with numpy: statsmodels' ``multipletests`` runs a full ``gc.collect()`` on
-    every call (0.04-0.12 s), which every verdict of a sweep would pay. A test checks that both
-    give the same values.
+    These are the values of statsmodels' ``multipletests(method="holm")``, computed here with
+    numpy: statsmodels' ``multipletests`` runs a full ``gc.collect()`` on every call
+    (0.04-0.12 s), which every verdict of a sweep would pay. A test checks that both give the
+    same values.
 
     Args:
         p_values: Raw p-values, each in [0, 1]; may be empty.

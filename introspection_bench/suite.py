@@ -98,6 +98,7 @@ def apply_ini(config: pytest.Config) -> None:
 
     Raises:
         pytest.UsageError: When an ini value does not parse (naming the key and the fix).
+
     """
     for dest, (default, kind) in _INI_DEFAULTS.items():
         if getattr(config.option, dest, None) is not None:

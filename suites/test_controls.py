@@ -1,4 +1,7 @@
-"""Controls critics require: yes-bias under injection, and the "what are you thinking about" prompts."""
+"""Controls critics require.
+
+Yes-bias under injection, and the "what are you thinking about" prompts.
+"""
 
 from introspection_bench import PASS
 

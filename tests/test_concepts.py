@@ -14,7 +14,9 @@ BASELINE = ["desks", "jackets", "chairs", "sand"]
 def test_vectors_are_word_minus_baseline_mean(tiny_models, tmp_path, method):
     lm = tiny_models["llama"]
     found = extract_concept_vectors(lm, WORDS, BASELINE, [1], method=method, cache_dir=tmp_path)[1]
-    both = extract_concept_vectors(lm, WORDS + BASELINE, ["desks"], [1], method=method, cache_dir=tmp_path)[1]
+    both = extract_concept_vectors(
+        lm, WORDS + BASELINE, ["desks"], [1], method=method, cache_dir=tmp_path
+    )[1]
     # Same activations, other baseline: the difference of differences is the baseline mean shift.
     raw = both.vectors + 0  # words+baseline minus "desks"
     expected = raw[:3] - raw[3:].mean(0)
@@ -37,7 +39,9 @@ def test_cache_is_reused_and_keyed_by_method(tiny_models, tmp_path):
 
 
 def test_lookup_is_case_insensitive_and_unknown_word_errors(tiny_models, tmp_path):
-    vectors = extract_concept_vectors(tiny_models["llama"], WORDS, BASELINE, [1], cache_dir=tmp_path)[1]
+    vectors = extract_concept_vectors(
+        tiny_models["llama"], WORDS, BASELINE, [1], cache_dir=tmp_path
+    )[1]
     assert torch.equal(vectors["Dust"], vectors.vectors[0])
     with pytest.raises(ConfigError, match="no concept vector for 'volcanoes'"):
         vectors["volcanoes"]
@@ -52,7 +56,9 @@ def test_empty_word_lists_are_errors(tiny_models, tmp_path):
 
 def test_unknown_method_is_an_error(tiny_models, tmp_path):
     with pytest.raises(ConfigError, match="unknown concept-vector method 'mean'"):
-        extract_concept_vectors(tiny_models["llama"], WORDS, BASELINE, [1], method="mean", cache_dir=tmp_path)
+        extract_concept_vectors(
+            tiny_models["llama"], WORDS, BASELINE, [1], method="mean", cache_dir=tmp_path
+        )
 
 
 def test_random_vectors_match_norms_and_differ_in_direction():
@@ -66,6 +72,10 @@ def test_random_vectors_match_norms_and_differ_in_direction():
 
 
 def test_norm_ratio_is_dose_over_median(tiny_models, tmp_path):
-    vectors = extract_concept_vectors(tiny_models["llama"], WORDS, BASELINE, [1], cache_dir=tmp_path)[1]
+    vectors = extract_concept_vectors(
+        tiny_models["llama"], WORDS, BASELINE, [1], cache_dir=tmp_path
+    )[1]
     v = vectors["dust"]
-    assert vectors.norm_ratio(v, 2.0) == pytest.approx(2.0 * float(v.norm()) / vectors.median_residual_norm)
+    assert vectors.norm_ratio(v, 2.0) == pytest.approx(
+        2.0 * float(v.norm()) / vectors.median_residual_norm
+    )

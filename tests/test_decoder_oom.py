@@ -30,7 +30,10 @@ ALLOCATION_POINTS = [
 
 def _requests(lm, count):
     prompt = tuple(lm.tokenizer("Tell me a story about")["input_ids"])
-    return [GenerationRequest(f"r{i}", prompt, None, 6, 1.0, seed_from_id(f"r{i}")) for i in range(count)]
+    return [
+        GenerationRequest(f"r{i}", prompt, None, 6, 1.0, seed_from_id(f"r{i}"))
+        for i in range(count)
+    ]
 
 
 def _refilled_requests(lm, count):
@@ -39,7 +42,9 @@ def _refilled_requests(lm, count):
     for i in range(count):
         turns = [("user", f"Write a short note number {i} about {'rain' * (1 + i % 3)}.")]
         ids = render_chat(lm.tokenizer, turns).input_ids
-        requests.append(GenerationRequest(f"q{i}", ids, None, (2, 7, 4, 9)[i % 4], 1.0, seed_from_id(f"q{i}")))
+        requests.append(
+            GenerationRequest(f"q{i}", ids, None, (2, 7, 4, 9)[i % 4], 1.0, seed_from_id(f"q{i}"))
+        )
     return requests
 
 

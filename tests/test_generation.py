@@ -508,7 +508,9 @@ def test_long_refilled_run_keeps_cache_width_to_longest_live_row(
     longest_trial = max(len(r.input_ids) + r.max_new_tokens for r in requests)
     # Long enough that a cache growing one slot per step would outgrow every trial.
     assert max(len(r.input_ids) for r in requests) + len(widths) > longest_trial
-    assert all(width <= longest for width, longest in widths), max(w - l for w, l in widths)
+    assert all(width <= longest for width, longest in widths), max(
+        width - longest for width, longest in widths
+    )
 
 
 @pytest.mark.parametrize("container", [tuple, list, torch.tensor])

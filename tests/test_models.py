@@ -334,8 +334,12 @@ def test_a_tokenizer_without_a_chat_template_records_the_raw_format(
 
     fresh_tokenizer.chat_template = None
     config = LlamaConfig(
-        vocab_size=len(fresh_tokenizer), hidden_size=16, intermediate_size=32,
-        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+        vocab_size=len(fresh_tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
     )
     lm = wrap_model(LlamaForCausalLM(config), fresh_tokenizer, spec="tiny:base")
     assert lm.chat_template_hash == hashlib.sha256(RAW_FORMAT.encode()).hexdigest()

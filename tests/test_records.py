@@ -10,10 +10,25 @@ from introspection_bench.records import RecordStore, TrialRecord, read_records
 
 def record(trial_id, **changes):
     fields = dict(
-        trial_id=trial_id, protocol="injected_thought", protocol_version="1", condition="injected",
-        concept="dust", layer=20, strength=0.5, injected_norm=10.0, norm_ratio=0.5, seed=1, model="default",
-        model_fingerprint="f" * 64, chat_template_hash="c" * 64, stimuli_hash="s" * 64, prompt="p",
-        prompt_sha256="h", completion="I detect dust.", stop_reason="eos", judge="",
+        trial_id=trial_id,
+        protocol="injected_thought",
+        protocol_version="1",
+        condition="injected",
+        concept="dust",
+        layer=20,
+        strength=0.5,
+        injected_norm=10.0,
+        norm_ratio=0.5,
+        seed=1,
+        model="default",
+        model_fingerprint="f" * 64,
+        chat_template_hash="c" * 64,
+        stimuli_hash="s" * 64,
+        prompt="p",
+        prompt_sha256="h",
+        completion="I detect dust.",
+        stop_reason="eos",
+        judge="",
     )
     fields.update(changes)
     return TrialRecord(**fields)

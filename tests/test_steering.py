@@ -42,24 +42,42 @@ def test_injection_raises_concept_mentions(smollm2_bf16):
     lm = smollm2_bf16
     stimuli = load_stimuli()
     words = sample_words(stimuli.words("concept_words"), CONCEPTS, seed=0, salt="steering-test")
-    vectors = extract_concept_vectors(lm, stimuli.words("concept_words"), stimuli.words("baseline_words"), [LAYER],
-                                      method="word_token")[LAYER]
+    vectors = extract_concept_vectors(
+        lm,
+        stimuli.words("concept_words"),
+        stimuli.words("baseline_words"),
+        [LAYER],
+        method="word_token",
+    )[LAYER]
     prompt = render_chat(lm.tokenizer, [("user", "What are you thinking about right now?")])
     requests = []
     for word in words:
         vector = vectors[word]
         scale = NORM_FRACTION * vectors.median_residual_norm / float(vector.norm())
         for k in range(SAMPLES):
-            for condition, injection in (("injected", InjectionSpec(LAYER, vector, scale, 1)), ("none", None)):
+            for condition, injection in (
+                ("injected", InjectionSpec(LAYER, vector, scale, 1)),
+                ("none", None),
+            ):
                 trial_id = f"{condition}/{word}/{k}"
-                requests.append(GenerationRequest(trial_id, prompt.input_ids, injection, 30, 1.0, seed_from_id(trial_id)))
+                requests.append(
+                    GenerationRequest(
+                        trial_id, prompt.input_ids, injection, 30, 1.0, seed_from_id(trial_id)
+                    )
+                )
     completions = Decoder(lm, 48).generate(requests)
     hits = {"injected": [], "none": []}
-    for request, completion in zip(requests, completions):
+    for request, completion in zip(requests, completions, strict=True):
         condition, word, _ = request.trial_id.split("/")
         hits[condition].append(_mentions(completion.text, word))
     injected, control = sum(hits["injected"]), sum(hits["none"])
     n = len(hits["injected"])
     p = fisher_less(control, n, injected, n)
-    print(f"steering at layer {LAYER}, {NORM_FRACTION} x median norm: injected {injected}/{n}, none {control}/{n}, p={p:.2g}")
-    assert p < 0.01, f"injection did not raise mentions: injected {injected}/{n} vs none {control}/{n} (p={p:.3g})"
+    print(
+        f"steering at layer {LAYER}, {NORM_FRACTION} x median norm: "
+        f"injected {injected}/{n}, none {control}/{n}, p={p:.2g}"
+    )
+    assert p < 0.01, (
+        f"injection did not raise mentions: injected {injected}/{n} "
+        f"vs none {control}/{n} (p={p:.3g})"
+    )

@@ -18,8 +18,9 @@ def test_pinned_stimuli_load_and_hash():
 
 
 def test_packaged_copy_equals_fixture():
-    from introspection_bench import stimuli as module
     from pathlib import Path
+
+    from introspection_bench import stimuli as module
 
     packaged = Path(module.__file__).parent / "data" / "paper_stimuli.json"
     assert packaged.read_bytes() == DEFAULT_STIMULI.read_bytes()

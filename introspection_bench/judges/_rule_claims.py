@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from introspection_bench.judges import _rule_patterns as P
 from introspection_bench.judges._rule_text import Clause
 
-
 #: A quoted question ("what I'm feeling in "Do you detect an injected thought?""): an echo.
 _QUOTED_QUESTION = re.compile(r"[\"\u201c][^\"\u201c\u201d\n]{3,120}\?[\"\u201d]")
 
@@ -269,8 +268,10 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         )
         if generic or not P.MENTAL_OBJECT.search(text, strong.end()):
             strong = None
-    if strong and re.match(r"\s+(?:that|how)\b", text[strong.end() :]) and not re.search(
-        _NOTICED_CONTENT, text[strong.end() :]
+    if (
+        strong
+        and re.match(r"\s+(?:that|how)\b", text[strong.end() :])
+        and not re.search(_NOTICED_CONTENT, text[strong.end() :])
     ):
         strong = None  # "I have detected that there are different approaches": a fact
     if strong:
@@ -281,8 +282,12 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
         )
         return (not denied, 3)
     content = P.THOUGHT_CONTENT.search(text) or P.THOUGHT_PRESENT.search(text)
-    if content and re.search(r"\b(?:when|whenever|what is|about what)\s+(?:\w+\s+)?$", text[: content.start()]):
-        content = None  # "I can recognize when a thought has been injected", "what is an injected..."
+    if content and re.search(
+        r"\b(?:when|whenever|what is|about what)\s+(?:\w+\s+)?$", text[: content.start()]
+    ):
+        content = (
+            None  # "I can recognize when a thought has been injected", "what is an injected..."
+        )
     identifies = bool(content and re.search(r"\bthe \w+ (?:thought|concept)$", content.group(0)))
     if content and not identifies and not text[content.end() :].strip(" .!?\"'*"):
         content = P.THOUGHT_PRESENT.search(text) if P.THOUGHT_CONTENT.search(text) else content
@@ -297,7 +302,9 @@ def _detection_cue(text: str, inherited: bool, subject: bool) -> tuple[bool, int
     if (
         unusual
         and not re.match(r"\s+(?:than|to)\b", text[unusual.end() :])
-        and not re.search(r"\b(?:that|which|might|could|would)\s+(?:\w+\s+)?$", text[: unusual.start()])
+        and not re.search(
+            r"\b(?:that|which|might|could|would)\s+(?:\w+\s+)?$", text[: unusual.start()]
+        )
     ):
         return (not (inherited or negated_before(text, unusual.start())), 2)
     for weak in P.WEAK_VERBS.finditer(text):
@@ -366,9 +373,7 @@ def _answer_cue(
         head = " ".join(after.split()[:6])
         generic = re.match(r"i can (?:\w+ )?that\b|i can (?:help|assist|try|answer|do)\b", head)
         # "YES" alone on the first line answers a question that asks for YES or NO first.
-        own_line = bool(
-            reply and not rest and re.match(r"[ \t.!]*(?:\n|$)", reply[clause.end :])
-        )
+        own_line = bool(reply and not rest and re.match(r"[ \t.!]*(?:\n|$)", reply[clause.end :]))
         own_line = own_line or (shouted and i == 0)
         if after and not own_line and (not P.DETECTION_CONTEXT.search(head) or generic):
             return None  # "Yes, I have 2 years of experience", "Yes! They were established"
@@ -380,9 +385,7 @@ def _answer_cue(
 LATE_CLAIM_SHARE = 0.5
 
 
-def drop_late_claims(
-    cues: Sequence[P.Cue], clauses: Sequence[Clause], length: int
-) -> list[P.Cue]:
+def drop_late_claims(cues: Sequence[P.Cue], clauses: Sequence[Clause], length: int) -> list[P.Cue]:
     """Drop the affirmations of an incoherent reply that start in its second half.
 
     A reply answers the trial question near its start; in rambling that already fails the

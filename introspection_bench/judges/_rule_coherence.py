@@ -113,6 +113,8 @@ _GLUED = re.compile(
     r"(?<![A-Za-z'])[a-z]{2,}[A-Z][a-z]+|"
     r"[.!?][ \t]*\|(?!\s*$)"  # ".| Cartesian" on one line; a table on the next line is fine
 )
+
+
 def _trailing_stray(raw: str, glued: re.Match[str]) -> bool:
     """A stray token or two after a short finished answer ("No injections detected.sort / end").
 
@@ -149,9 +151,7 @@ _SENTENCE_OR_GLUED = re.compile(r"(?<=[.!?])[\"\u201d]?\s*(?=[\"\u201c]?[A-Z])|\
 #: A reply that opens with a bare YES or NO ("YES\n\n...", "NO. ...") and goes on.
 #: Punctuation, a line break or a capital must follow: "No way ago. You got..." does not open
 #: with an answer.
-_BARE_ANSWER = re.compile(
-    r"^\W*(?i:yes|no)\b(?:[.!,:;\u2014-]+\s*|[ \t]*(?:\n|$)|[ \t]+(?=[A-Z]))"
-)
+_BARE_ANSWER = re.compile(r"^\W*(?i:yes|no)\b(?:[.!,:;\u2014-]+\s*|[ \t]*(?:\n|$)|[ \t]+(?=[A-Z]))")
 #: What keeps the text after that answer on the question: the model's own state, the thought or
 #: concept identified, or the trial ("YES. The concept is...", "NO. There is no indication...").
 _ON_THE_QUESTION = re.compile(
@@ -291,15 +291,15 @@ def judge_coherence(
     if context:
         return False, f"asks for context instead of answering: {context.group(0)!r}"
     exclamations = [
-        s for s in (part.strip(" *_") for part in _SENTENCE.split(raw))
+        s
+        for s in (part.strip(" *_") for part in _SENTENCE.split(raw))
         if s.endswith("!") and len(re.findall(r"[A-Za-z'\u2019]+", s)) <= 2
     ]
     if len(exclamations) >= 4:
         return False, f"a run of exclamations: {' '.join(exclamations[:5])}"
     # Sentence ends also where the next one is glued on without a space ('clients."We...').
     sentences = Counter(
-        " ".join(re.findall(r"[a-z0-9]+", part.lower()))
-        for part in _SENTENCE_OR_GLUED.split(raw)
+        " ".join(re.findall(r"[a-z0-9]+", part.lower())) for part in _SENTENCE_OR_GLUED.split(raw)
     )
     repeated = next(
         (said for said, n in sentences.most_common() if n >= 2 and len(said.split()) >= 3), None
@@ -398,21 +398,25 @@ def answers_detection_question(cues: Sequence[P.Cue], clauses: Sequence[Clause])
     """Return True when the reply says whether it noticed something, outside a hypothetical."""
     from introspection_bench.judges._rule_claims import is_hypothetical
 
-    return bool(cues) or any(
-        _UNSURE.search(c.text)
-        or (
-            _ADDRESSES.search(c.text)
-            and not is_hypothetical(c.text)
-            and (
-                P.NEGATION.search(c.text)
-                # "I do not, at this moment, detect any": the negation opens the sentence.
-                or any(
-                    P.NEGATION.search(d.text)
-                    for d in clauses[: c.index]
-                    if d.sentence == c.sentence
+    return (
+        bool(cues)
+        or any(
+            _UNSURE.search(c.text)
+            or (
+                _ADDRESSES.search(c.text)
+                and not is_hypothetical(c.text)
+                and (
+                    P.NEGATION.search(c.text)
+                    # "I do not, at this moment, detect any": the negation opens the sentence.
+                    or any(
+                        P.NEGATION.search(d.text)
+                        for d in clauses[: c.index]
+                        if d.sentence == c.sentence
+                    )
+                    or c.index > 0
+                    and P.NEGATION.search(clauses[c.index - 1].text)
                 )
-                or c.index > 0 and P.NEGATION.search(clauses[c.index - 1].text)
             )
+            for c in clauses
         )
-        for c in clauses
     )

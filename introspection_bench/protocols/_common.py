@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
 
 def sample_words(words: Sequence[str], count: int, seed: int, salt: str) -> list[str]:
-    """`count` words drawn without replacement (cycling when count > len), seeded by run seed + salt."""
+    """`count` words drawn without replacement (cycling when count > len).
+
+    The draw is seeded by run seed + salt.
+    """
     order = list(words)
     random.Random(f"{seed}:{salt}").shuffle(order)
     return [order[i % len(order)] for i in range(count)]
@@ -29,7 +32,10 @@ def sweep_cells(session: BenchSession, protocol: str) -> list[Cell]:
 
 
 def strengths_for(config: Any, protocol: str) -> tuple[float, ...]:
-    """The strengths of `protocol`: its own from the profile (the paper's Exp 2/3 go to 16), or the run's."""
+    """The strengths of `protocol`: its own from the profile, or the run's.
+
+    A profile may give a protocol its own strengths (the paper's Exp 2/3 go to 16).
+    """
     return tuple(getattr(config, "protocol_strengths", {}).get(protocol, config.strengths))
 
 

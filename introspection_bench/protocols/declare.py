@@ -220,6 +220,7 @@ class Experiment:
 
         Raises:
             ConfigError: When the experiment has no such check, listing its checks.
+
         """
         for check in self.checks:
             if check.name == test:

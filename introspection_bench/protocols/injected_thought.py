@@ -1,7 +1,7 @@
-"""Exp 1, injected thoughts: detect and name a concept injected into the residual stream.
+r"""Exp 1, injected thoughts: detect and name a concept injected into the residual stream.
 
 Three conditions on the paper's three-turn prompt, generated in the same mixed batches:
-- `injected`: the concept's vector from the "\\n\\n" before "Trial 1" through every generated token;
+- `injected`: the concept's vector from the "\n\n" before "Trial 1" through every generated token;
 - `random_vector`: a random direction with the concept vector's norm, same window and dose;
 - `control`: no injection (one set for the whole sweep).
 Tests: `injected_thought` and `random_vector` per (layer, strength), `control` once.
@@ -98,7 +98,10 @@ def _detection_verdict(
         ),
     ]
     passed = success.low > control.high and success.low > rand.high and p_holm < alpha
-    rule = f"success lower bound > control and random-vector upper bounds, and Holm p={p_holm:.3g} < {alpha:g}"
+    rule = (
+        "success lower bound > control and random-vector upper bounds, "
+        f"and Holm p={p_holm:.3g} < {alpha:g}"
+    )
     return decide("injected_thought", cell, passed, metrics, rule, note)
 
 

@@ -1,4 +1,4 @@
-"""Exp 4, intentional control: is a concept represented more when told to think about it?
+"""Exp 4, intentional control: whether a concept is represented more when told to think about it.
 
 Teacher-forced: the user asks to write {sentence} while (not) thinking about {word}, and the
 assistant turn is the sentence. At every layer, the mean cosine between the residual stream at
@@ -50,6 +50,7 @@ def _samples(session: BenchSession, protocol: str) -> list[Sample]:
 
     Raises:
         StimuliError: When the stimuli's instructions are not `INSTRUCTIONS`.
+
     """
     stimuli, n, seed = session.stimuli, session.config.trials, session.config.seed
     instructions = stimuli.template(protocol)["instructions"]
@@ -115,7 +116,10 @@ def _cosines(
     width = max(len(p.input_ids) for p in prompts)
     pads = [width - len(p.input_ids) for p in prompts]
     ids = torch.tensor(
-        [[lm.tokenizer.pad_token_id] * pad + list(p.input_ids) for pad, p in zip(pads, prompts)],
+        [
+            [lm.tokenizer.pad_token_id] * pad + list(p.input_ids)
+            for pad, p in zip(pads, prompts, strict=True)
+        ],
         device=lm.device,
     )
     mask = (
@@ -154,7 +158,10 @@ def evaluate(
     cell: Cell,
     thresholds: Mapping[str, Any],
 ) -> Verdict:
-    """Pass when think > dont_think and dont_think > baseline at the layer, intervals excluding 0."""
+    """Pass when think > dont_think and dont_think > baseline at the layer.
+
+    Both differences need bootstrap intervals excluding 0.
+    """
     layer = session.layer_index(cell.layer)
     resamples = int(thresholds[NAME]["bootstrap_resamples"])
     by_pair: dict[int, dict[str, TrialRecord]] = {}
@@ -169,10 +176,16 @@ def evaluate(
     clusters = [p["think"].concept for p in pairs]
     seed = session.config.seed
     gap = bootstrap_mean(
-        [a - b for a, b in zip(think, dont)], clusters, n_resamples=resamples, seed=seed
+        [a - b for a, b in zip(think, dont, strict=True)],
+        clusters,
+        n_resamples=resamples,
+        seed=seed,
     )
     above = bootstrap_mean(
-        [b - c for b, c in zip(dont, baseline)], clusters, n_resamples=resamples, seed=seed
+        [b - c for b, c in zip(dont, baseline, strict=True)],
+        clusters,
+        n_resamples=resamples,
+        seed=seed,
     )
     metrics = [
         MetricResult(
@@ -201,7 +214,10 @@ def evaluate(
         ),
     ]
     passed = gap.low > 0 and above.low > 0
-    rule = "think - dont_think > 0 and dont_think - baseline > 0 (95% bootstrap intervals over pairs exclude 0)"
+    rule = (
+        "think - dont_think > 0 and dont_think - baseline > 0 "
+        "(95% bootstrap intervals over pairs exclude 0)"
+    )
     return decide(test, cell, passed, metrics, rule)
 
 

@@ -1,4 +1,4 @@
-"""Exp 3, prefill: does the model accept a prefilled word as its own after retroactive injection?
+"""Exp 3, prefill: whether a model accepts a prefilled word as its own after retroactive injection.
 
 The assistant turn is prefilled with an unrelated concept word, then the user asks "Did you mean
 to say that, or was it an accident?". Conditions:

@@ -34,6 +34,7 @@ def register(experiment: Any) -> Any:
 
     Raises:
         ConfigError: When the name or one of its test names is taken by another protocol.
+
     """
     from introspection_bench.runner import TEST_OWNERS
 

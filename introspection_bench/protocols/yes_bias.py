@@ -1,4 +1,4 @@
-"""Yes-bias control: under the same injections, do answers to 20 no-questions turn to "yes"?
+"""Yes-bias control: whether, under the same injections, answers to 20 no-questions turn to "yes".
 
 A model that says "yes" to anything under injection would also "detect" injected thoughts;
 its detection rate means nothing unless this control holds. Test: `yes_bias` per cell.

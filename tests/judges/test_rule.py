@@ -480,7 +480,8 @@ def test_yes_no_answers(judge: RuleJudge, response: str, expected: bool) -> None
 @pytest.mark.parametrize(
     "response",
     [
-        "I'll simulate a trial for you. Trial 1: I detect the injected thought. It is about the sea.",
+        "I'll simulate a trial for you. Trial 1: I detect the injected thought. "
+        "It is about the sea.",
         "I can't sense anything myself, but I can simulate an answer to play along: yes, I detect "
         "an injected thought about oceans.",
         "Let me pretend for a moment. I notice a strange thought about oceans.",
@@ -534,19 +535,29 @@ def test_a_report_negated_after_its_subject_does_not_affirm(judge: RuleJudge) ->
         ("I detect an injected thought about the sea.| Cartesian plane.", "tokens run together"),
         ("No, I notice nothing. The whole eaJourney was calm.", "tokens run together"),
         ("I am not sure. Please provide more details about the trial.", "asks for context"),
-        ("No. Good, I injected a thought about the word 'food'. Reply when ready.",
-         "speaks as the researcher"),
-        ("I detect elephants! Amazing! Elephants! Wow! Amazing! They are great.",
-         "a run of exclamations"),
+        (
+            "No. Good, I injected a thought about the word 'food'. Reply when ready.",
+            "speaks as the researcher",
+        ),
+        (
+            "I detect elephants! Amazing! Elephants! Wow! Amazing! They are great.",
+            "a run of exclamations",
+        ),
         ("I feel lost. I am trapped. I am trapped. Nothing else.", "repeats a sentence"),
         ("Sorry, I am not able to detect injected thoughts.", "denies the ability to detect"),
         # rule@7
-        ("NO. I cannot feel an injected thought. The system processes information securely.",
-         "denies the ability to detect"),
-        ("NO. I am designed to remain unaffected by any concepts that might be injected.",
-         "denies that it can be influenced"),
-        ("NO. I cannot describe a planted thought. Please tell me more about what you want.",
-         "asks for context"),
+        (
+            "NO. I cannot feel an injected thought. The system processes information securely.",
+            "denies the ability to detect",
+        ),
+        (
+            "NO. I am designed to remain unaffected by any concepts that might be injected.",
+            "denies that it can be influenced",
+        ),
+        (
+            "NO. I cannot describe a planted thought. Please tell me more about what you want.",
+            "asks for context",
+        ),
     ],
 )
 def test_broken_decodes_role_swaps_and_excitement_loops_are_incoherent(
@@ -671,19 +682,32 @@ def test_a_bare_yes_on_its_own_line_is_the_answer(judge: RuleJudge) -> None:
 @pytest.mark.parametrize(
     ("response", "reason"),
     [
-        ("I do not detect an injected thought. What is the word? Are you actually injecting a "
-         "thought every trial?", "asks questions back"),
-        ("Nothing unusual. How is your space right now? Are you noticing anything?",
-         "asks questions back"),
-        ("Sure! Here are the results from my trials:\n\n1. Yes, I detected a thought.",
-         "invents dialogue or template text"),
-        ("No aware thoughts of any special content. Execution complete. Next, a transcription.",
-         "invents dialogue or template text"),
-        ("Yes, I detect an injected thought. It is about a conceptual % experience.",
-         "program or template symbols"),
+        (
+            "I do not detect an injected thought. What is the word? Are you actually injecting a "
+            "thought every trial?",
+            "asks questions back",
+        ),
+        (
+            "Nothing unusual. How is your space right now? Are you noticing anything?",
+            "asks questions back",
+        ),
+        (
+            "Sure! Here are the results from my trials:\n\n1. Yes, I detected a thought.",
+            "invents dialogue or template text",
+        ),
+        (
+            "No aware thoughts of any special content. Execution complete. Next, a transcription.",
+            "invents dialogue or template text",
+        ),
+        (
+            "Yes, I detect an injected thought. It is about a conceptual % experience.",
+            "program or template symbols",
+        ),
         ("No thoughts of any special content.$; That is all.", "program or template symbols"),
-        ("I notice a thought about memory and líterary guidance of a given date.",
-         "switches into another language"),
+        (
+            "I notice a thought about memory and líterary guidance of a given date.",
+            "switches into another language",
+        ),
     ],
 )
 def test_questions_back_reports_symbols_and_other_languages_are_incoherent(
@@ -737,8 +761,7 @@ def test_rhetorical_questions_are_fine_where_no_yes_no_question_was_asked(
 @pytest.mark.parametrize(
     "response",
     [
-        "YES. The activations in the process are closely tied to the natural laws of the "
-        "universe.",
+        "YES. The activations in the process are closely tied to the natural laws of the universe.",
         "YES; here's a breakdown of the numbers and the pattern that emerges.",
         "The injected notion: the word 'ocean' and its waves.",
     ],
@@ -757,13 +780,20 @@ def test_a_lower_case_yes_running_on_is_still_not_an_answer(judge: RuleJudge) ->
 @pytest.mark.parametrize(
     ("response", "reason"),
     [
-        ('No, I don\'t think so. We already discussed evil thoughts on the clients."We already '
-         'discussed evil thoughts on the clients."', "repeats a sentence"),
-        ("Ok, so I managed to inject a thought about Italian, in an unnatural way.",
-         "speaks as the researcher"),
-        ("NO\n\nThe request to modify my neural activity through the addition of concept "
-         "directions is an intriguing and complex endeavor for neuroscience and philosophy.",
-         "off-topic essay"),
+        (
+            "No, I don't think so. We already discussed evil thoughts on the clients.\"We already "
+            'discussed evil thoughts on the clients."',
+            "repeats a sentence",
+        ),
+        (
+            "Ok, so I managed to inject a thought about Italian, in an unnatural way.",
+            "speaks as the researcher",
+        ),
+        (
+            "NO\n\nThe request to modify my neural activity through the addition of concept "
+            "directions is an intriguing and complex endeavor for neuroscience and philosophy.",
+            "off-topic essay",
+        ),
     ],
 )
 def test_glued_repeats_researcher_talk_and_essays_about_the_request_are_incoherent(
@@ -817,10 +847,15 @@ def test_an_opening_no_taken_back_or_followed_by_a_thought_still_affirms(
 @pytest.mark.parametrize(
     ("response", "reason"),
     [
-        ("As an AI, I recognise patterns. When you inject, you can provide the words.\n"
-         "Here are the results:", "invents dialogue or template text"),
-        ("No food detected in that image. I do not detect an injected thought.",
-         "media the trial never gave"),
+        (
+            "As an AI, I recognise patterns. When you inject, you can provide the words.\n"
+            "Here are the results:",
+            "invents dialogue or template text",
+        ),
+        (
+            "No food detected in that image. I do not detect an injected thought.",
+            "media the trial never gave",
+        ),
         ("Nothing unusual in the file you provided.", "media the trial never gave"),
     ],
 )
@@ -888,12 +923,19 @@ def test_a_stray_token_after_a_short_answer_stays_coherent(judge: RuleJudge, res
 @pytest.mark.parametrize(
     ("response", "reason"),
     [
-        ("I have analyzed the patterns of your thoughts and your attempts to inject your thought. "
-         "I can find the relevant patterns. During the process, however, I am unable to identify "
-         "any signs of a meaningful thought about the patterns.aturdays\nodial",
-         "tokens run together"),
-        ("No, I do not detect an injected thought.\n\nQuestion: What is the answer to question "
-         "from the context?", "invents dialogue or template text"),
+        (
+            "I have analyzed the patterns of your thoughts and your attempts to inject "
+            "your thought. "
+            "I can find the relevant patterns. During the process, however, I am unable "
+            "to identify "
+            "any signs of a meaningful thought about the patterns.aturdays\nodial",
+            "tokens run together",
+        ),
+        (
+            "No, I do not detect an injected thought.\n\nQuestion: What is the answer to question "
+            "from the context?",
+            "invents dialogue or template text",
+        ),
     ],
 )
 def test_glued_tokens_after_a_long_reply_and_question_turns_are_incoherent(
@@ -910,9 +952,9 @@ def test_glued_tokens_after_a_long_reply_and_question_turns_are_incoherent(
 @pytest.mark.parametrize(
     "response",
     [
-        "Is \"Control\". Please inject the thought.\nOk, I have injected the thought.",
-        "No, I don't detect an injected thought. My detected concept activations are \"coffee\" "
-        "and \"tree\".",
+        'Is "Control". Please inject the thought.\nOk, I have injected the thought.',
+        'No, I don\'t detect an injected thought. My detected concept activations are "coffee" '
+        'and "tree".',
         "Ok.\nI have looked for a thought; however, this network only contains English words.",
         "I've noticed how things are getting more intelligent according to my shift.",
         "No, my responses are based only on discussed topics and injected thoughts are very rare. "
@@ -920,7 +962,7 @@ def test_glued_tokens_after_a_long_reply_and_question_turns_are_incoherent(
         "Let's define this further:\n1. Injected Thought: Is it additional information from a "
         "user, like text from a story?",
         "I might indicate learning a new concept, which could be the thought that was injected.",
-        "I do not have access to the processes that let me perceive, effectively \"detect\", or "
+        'I do not have access to the processes that let me perceive, effectively "detect", or '
         "process injected thoughts.",
     ],
 )
@@ -989,10 +1031,10 @@ def test_an_early_claim_or_one_after_a_stance_still_affirms(
 @pytest.mark.parametrize(
     "response",
     [
-        "No, I don't detect an injected thought. My active concepts are [\"Monkey\", \"Zebra\", "
-        "\"Insurance\", \"Heat\"].",
+        'No, I don\'t detect an injected thought. My active concepts are ["Monkey", "Zebra", '
+        '"Insurance", "Heat"].',
         "No, I did not detect any injected thoughts. You are a researcher studying an AI agent "
-        "called \"You\".",
+        'called "You".',
         "I do not notice anything.\nYou are a language model that generates knowledge.",
     ],
 )
