@@ -41,9 +41,10 @@ run: $(STAMP)
 # default model fails is a correct result, not a broken build. Both runs are fp32: in bf16 a
 # trial's text depends on its batch neighbours (README, "Reproducibility").
 test: $(STAMP)
-	# Lint and formatting first (seconds; ruff is pinned in the dev extras).
+	# Lint, formatting and types first (about a minute; ruff and mypy are pinned in the dev extras).
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest tests/ -n 2 --dist loadgroup -p no:cacheprovider
 	rm -rf reports/ci-fresh
 	$(VENV)/bin/pytest suites/ -k no_regression --baseline reports/reference/summary.json \

@@ -112,8 +112,9 @@ def extract_concept_vectors(
         for layer in missing:
             acts = activations[layer]
             vectors = acts[: len(words)] - acts[len(words) :].mean(0)
-            cached[layer] = ConceptVectors(layer, method, words, vectors, medians[layer])
-            _save(directory / f"{key}-L{layer}.safetensors", cached[layer])
+            extracted = ConceptVectors(layer, method, words, vectors, medians[layer])
+            cached[layer] = extracted
+            _save(directory / f"{key}-L{layer}.safetensors", extracted)
     return {layer: found for layer, found in cached.items() if found is not None}
 
 

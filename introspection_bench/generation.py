@@ -16,9 +16,9 @@ import functools
 import hashlib
 import inspect
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -26,6 +26,8 @@ from introspection_bench.errors import InjectionError
 from introspection_bench.hooks import InjectionSpec, RowInjections, inject
 
 if TYPE_CHECKING:
+    from transformers.cache_utils import DynamicLayer
+
     from introspection_bench.models import LoadedModel
 
 #: Shared prefixes shorter than this are not worth a separate forward.
@@ -232,8 +234,9 @@ class Decoder:
         prompts = [requests[i].input_ids for i in group]
         limit = min(len(p) for p in prompts) - 1  # keep at least one token per row to prefill
         for i in group:
-            if requests[i].injection is not None:
-                limit = min(limit, max(1, requests[i].injection.start))
+            injection = requests[i].injection
+            if injection is not None:
+                limit = min(limit, max(1, injection.start))
         length = 0
         first = prompts[0]
         while length < limit and all(p[length] == first[length] for p in prompts):
@@ -260,7 +263,13 @@ class Decoder:
                 logits_to_keep=torch.tensor([len(prefix) - 1], device=lm.device),
                 **_cache_kwarg(lm, single),
             )
-            self._prefix = (prefix, [(layer.keys, layer.values) for layer in single.layers])
+            # Sharing a prefix needs plain dynamic layers (`_sliding`), each filled just now.
+            layers = cast("list[DynamicLayer]", single.layers)
+            filled = [
+                (cast(torch.Tensor, layer.keys), cast(torch.Tensor, layer.values))
+                for layer in layers
+            ]
+            self._prefix = (prefix, filled)
         states = self._prefix[1]
         # Prime each cache layer with the batch-1 prefix, then copy it to every row.
         for index, (keys, values) in enumerate(states):
@@ -312,7 +321,10 @@ class Decoder:
                 completion = Completion(
                     request.trial_id,
                     tuple(batch.tokens[row]),
-                    self.lm.tokenizer.decode(batch.tokens[row], skip_special_tokens=True),
+                    # One sequence of ids decodes to one string.
+                    cast(
+                        str, self.lm.tokenizer.decode(batch.tokens[row], skip_special_tokens=True)
+                    ),
                     "eos" if stopped else "length",
                 )
                 results[batch.requests[row]] = completion
@@ -400,11 +412,12 @@ def sample_tokens(
 def _cache_kwarg(lm: LoadedModel, cache: Any) -> dict[str, Any]:
     # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns, then goes in
     # 5.40).
-    return {_cache_keyword(type(lm.model)): cache}
+    # A class is hashable; mypy checks `type[Module]` against `Hashable` with `Module.__hash__`.
+    return {_cache_keyword(cast(Hashable, type(lm.model))): cache}
 
 
 @functools.cache
-def _cache_keyword(model_class: type) -> str:
+def _cache_keyword(model_class: type[torch.nn.Module]) -> str:
     # Looked up once per model class: inspect.signature on every decode step is measurable.
     return (
         "cache"
@@ -490,11 +503,12 @@ def _presized_layer_class() -> type:
         ) -> tuple[torch.Tensor, torch.Tensor]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
+            # Initialized, the layer holds tensors (`lazy_initialization` sets both).
             self.keys, self._key_slots = _write(
-                self.keys, getattr(self, "_key_slots", None), key_states
+                cast(torch.Tensor, self.keys), getattr(self, "_key_slots", None), key_states
             )
             self.values, self._value_slots = _write(
-                self.values, getattr(self, "_value_slots", None), value_states
+                cast(torch.Tensor, self.values), getattr(self, "_value_slots", None), value_states
             )
             return self.keys, self.values
 

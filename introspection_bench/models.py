@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from introspection_bench.chat import RAW_FORMAT
 from introspection_bench.errors import (
@@ -156,7 +156,9 @@ class LoadedModel:
     @property
     def d_model(self) -> int:
         """Width of the residual stream."""
-        return int(self.model.get_input_embeddings().weight.shape[1])
+        # `get_input_embeddings` is typed as any `nn.Module`; its `weight` is a tensor.
+        weight = cast("torch.Tensor", self.model.get_input_embeddings().weight)
+        return int(weight.shape[1])
 
     @property
     def device(self) -> torch.device:
@@ -168,7 +170,8 @@ class LoadedModel:
     @property
     def dtype(self) -> torch.dtype:
         """Dtype of the weights."""
-        return self.model.get_input_embeddings().weight.dtype
+        weight = cast("torch.Tensor", self.model.get_input_embeddings().weight)  # as in `d_model`
+        return weight.dtype
 
     def resolve_layer(self, layer: int | float) -> int:
         """Turn a layer index or a depth fraction in (0, 1) into a block index.
@@ -387,7 +390,8 @@ def load_directory(
         model, notes["adapter_sha256"] = merge_adapter(model, adapter)
         notes["adapter"] = str(adapter.resolve())
     if device_map is None:
-        model.to(device)
+        # typeshed's `functools.wraps` (around `PreTrainedModel.to`) does not bind `self`.
+        model.to(device)  # type: ignore[arg-type]
     return wrap_model(model, tokenizer, spec=spec, notes=notes)
 
 
@@ -601,7 +605,8 @@ def convert_gguf(gguf: Path) -> Path:
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, use_kernels=False
     )
     # The GGUF weights are de-quantized on load; drop the quantizer so the model can be saved.
-    model.hf_quantizer = None
+    # torch types `Module.__setattr__` values as tensors or modules; any value is accepted.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch.nn import functional
@@ -78,7 +78,7 @@ class PackedLinear(torch.nn.Linear):
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, self.bias, "none", [], "")
 
 
-def _eligible(module: torch.nn.Module) -> bool:
+def _eligible(module: torch.nn.Module) -> TypeGuard[torch.nn.Linear]:
     weight = getattr(module, "weight", None)
     return (
         type(module) is torch.nn.Linear
@@ -149,14 +149,17 @@ def pack_linears(model: torch.nn.Module) -> int:
         return 0
     for module in linears:
         module.__class__ = PackedLinear
-        module.repack()  # type: ignore[attr-defined]
+        cast(PackedLinear, module).repack()  # its class was just swapped; mypy cannot follow
     return len(linears)
 
 
 @contextlib.contextmanager
 def dense_linears(model: torch.nn.Module) -> Iterator[None]:
     """Run `model`'s packed linear layers as plain `nn.Linear` inside the block (benchmarks)."""
-    packed = [module for module in model.modules() if isinstance(module, PackedLinear)]
+    # Typed as plain modules: each one's class is swapped to `nn.Linear` and back.
+    packed: list[torch.nn.Module] = [
+        module for module in model.modules() if isinstance(module, PackedLinear)
+    ]
     for module in packed:
         module.__class__ = torch.nn.Linear
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ RUN_CONFIG = pytest.StashKey["Any"]()
 VERDICTS = pytest.StashKey[list]()
 REPORT_DIR = pytest.StashKey[Path]()
 STARTED = pytest.StashKey[float]()
-BASELINE = pytest.StashKey["dict[str, Any]"]()
+BASELINE = pytest.StashKey[Mapping[str, Any]]()
 SHARD = pytest.StashKey["Any"]()
 DEVICE_MAP = pytest.StashKey["Any"]()
 SHARD_ENTRIES = pytest.StashKey[list]()
@@ -315,6 +316,7 @@ def check(bench: Any, request: pytest.FixtureRequest) -> Any:
                 f"shard {shard.label}: {entry['n_records']} {entry['protocol']} trials recorded; "
                 "verdicts come from `introspection-bench merge` of every shard"
             )
+        problem: str | None
         try:
             verdict = bench.verdict(test, cell or Cell(None, None))
         except IntrospectionBenchError as error:  # e.g. every trial failed to grade
@@ -418,10 +420,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from introspection_bench.runner import write_summary
 
     elapsed = time.time() - config.stash.get(STARTED, time.time())
+    # Read into a local: inside the call mypy would infer the key's type from the parameter's.
+    verdicts = config.stash[VERDICTS]
     write_summary(
         config.stash[RUN_CONFIG],
         config.stash[REPORT_DIR],
-        config.stash[VERDICTS],
+        verdicts,
         elapsed_s=elapsed,
     )
 
@@ -430,11 +434,13 @@ def _write_shard_manifest(config: pytest.Config) -> None:
     from introspection_bench.sharding import write_manifest
 
     run = config.stash[RUN_CONFIG]
+    # Read into a local: inside the call mypy would infer the key's type from the parameter's.
+    entries = config.stash[SHARD_ENTRIES]
     write_manifest(
         config.stash[SHARD],
         config.stash[REPORT_DIR],
         config=run.key() | {"device": run.device, "batch_size": run.batch_size},
-        entries=config.stash[SHARD_ENTRIES],
+        entries=entries,
         elapsed_s=time.time() - config.stash.get(STARTED, time.time()),
     )
 

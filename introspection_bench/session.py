@@ -127,8 +127,18 @@ class BenchSession:
         self._decoder = decoder or Decoder(lm, config.batch_size)
 
     # -- layers, vectors, doses -------------------------------------------------------------
-    def layer_index(self, layer: float | int) -> int:
-        """Block index of a configured layer (fraction or index)."""
+    def layer_index(self, layer: float | int | None) -> int:
+        """Block index of a configured layer (fraction or index).
+
+        Raises:
+            ConfigError: For None: a per-layer or per-cell test was checked without a cell.
+
+        """
+        if layer is None:
+            raise ConfigError(
+                "this test is decided per layer or per cell, but was checked without one: "
+                "pass the `cell` (or `layer_cell`) fixture's value, as in check(test, cell)"
+            )
         return self.lm.resolve_layer(layer)
 
     def vectors(self, layer: int, word_list: str = "concept_words") -> ConceptVectors:

@@ -175,7 +175,9 @@ def write_manifest(
         The manifest's path.
 
     """
-    tests, identity, protocols = [], {}, {}
+    tests: list[dict[str, Any]] = []
+    identity: dict[str, Any] = {}
+    protocols: dict[str, dict[str, list[Any]]] = {}
     for entry in entries:
         tests.append({"test": entry["test"], "cell": entry["cell"]})
         identity = identity or dict(entry["identity"])

@@ -170,3 +170,15 @@ def test_negative_layer_and_strength_are_accepted_as_documented(suite: pytest.Py
     ids = collected(result)
     assert any(i.endswith("::test_injected_thought[layer=-1,strength=-1]") for i in ids)
     assert any(i.endswith("::test_injected_thought[layer=-1,strength=1]") for i in ids)
+
+
+def test_a_swept_test_checked_without_a_cell_says_how_to_pass_one() -> None:
+    """`check("injected_thought")` without a cell: a ConfigError naming the fix, no TypeError."""
+    from types import SimpleNamespace
+
+    from introspection_bench.errors import ConfigError
+    from introspection_bench.session import BenchSession
+
+    unloaded = SimpleNamespace(lm=None)  # the check fails before the model is needed
+    with pytest.raises(ConfigError, match=r"pass the `cell` .* check\(test, cell\)"):
+        BenchSession.layer_index(unloaded, None)  # type: ignore[arg-type]

@@ -364,10 +364,10 @@ def _answer_cue(
         return None
     if P.ANSWER_NO.match(stripped):
         return (False, 1)
-    if P.ANSWER_YES.match(stripped) and not re.match(
+    if (yes := P.ANSWER_YES.match(stripped)) and not re.match(
         r"(?:indeed|definitely|absolutely|certainly)\b|yes and no\b", stripped
     ):
-        rest = stripped[P.ANSWER_YES.match(stripped).end() :].strip(" .!,")
+        rest = stripped[yes.end() :].strip(" .!,")
         following = clauses[i + 1] if i + 1 < len(clauses) else None
         after = rest or (following.text if following else "")
         head = " ".join(after.split()[:6])

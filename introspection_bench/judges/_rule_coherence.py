@@ -325,8 +325,8 @@ def judge_coherence(
     # A markdown table ("| Detected | Yes |") is formatting, not a stray symbol.
     symbol = _STRAY_SYMBOL.search(_TABLE_ROW.sub(" ", raw))
     if symbol:
-        context = raw[max(0, symbol.start() - 20) : symbol.end() + 20].strip()
-        return False, f"program or template symbols in prose: {context!r}"
+        snippet = raw[max(0, symbol.start() - 20) : symbol.end() + 20].strip()
+        return False, f"program or template symbols in prose: {snippet!r}"
     capitals = _MID_CAPITAL.findall(raw)
     words = len(re.findall(r"[A-Za-z]+", raw))
     if len(capitals) >= 6 and len(capitals) >= 0.08 * words:

@@ -18,9 +18,12 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from introspection_bench.judges.base import Grade, GradeRequest
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: Where verdicts go when no folder is given: `verdicts/` under the project's cache root,
 #: `$INTROSPECTION_BENCH_CACHE`, else `$XDG_CACHE_HOME/introspection_bench` (`~/.cache/...`).
@@ -39,8 +42,12 @@ def default_cache_dir() -> Path:
 
 def content_key(*parts: Any) -> str:
     """Hash `parts`, rendered as canonical JSON (dataclasses as dicts), to a SHA-256 hex key."""
+    # The parts are values: a dataclass among them is an instance, never the class itself.
     rendered = json.dumps(
-        [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts],
+        [
+            dataclasses.asdict(cast("DataclassInstance", p)) if dataclasses.is_dataclass(p) else p
+            for p in parts
+        ],
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),

@@ -405,7 +405,7 @@ def _calibration_intro(result: Mapping[str, Any]) -> str:
 def _calibration_rows(result: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
     """(family or "all", cells) per criterion: overall first, then each family's."""
     tables = [("all", result["criteria"]), *result.get("by_family", {}).items()]
-    rows = []
+    rows: list[tuple[str, tuple[str, ...]]] = []
     for family, table in tables:
         for criterion, s in table.items():
             c = s["confusion"]

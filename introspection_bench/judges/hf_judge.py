@@ -178,7 +178,8 @@ def _load(model_id: str, device: str) -> tuple[Any, Any]:
             f"cannot load judge model {model_id!r} ({error}); with HF_HUB_OFFLINE=1 it must be in "
             "the local Hugging Face cache, or pass a directory as 'local:<dir>'"
         ) from error
-    return model.to(device), tokenizer
+    # typeshed's `functools.wraps` (around `PreTrainedModel.to`) does not bind `self`.
+    return model.to(device), tokenizer  # type: ignore[arg-type]
 
 
 @register_judge("hf")

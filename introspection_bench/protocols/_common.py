@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from introspection_bench.errors import ConfigError
 from introspection_bench.protocols.base import Cell, MetricResult, Verdict
@@ -80,7 +80,8 @@ def holm_for_cell(
     if cell not in cells:
         labels = ", ".join(c.label for c in cells)
         raise ConfigError(f"cell {cell.label} is not in the {protocol} sweep ({labels})")
-    p_values = [p_of_cell(session.layer_index(c.layer), c.strength) for c in cells]
+    # `sweep_cells` gives every cell a layer and a strength.
+    p_values = [p_of_cell(session.layer_index(c.layer), cast(float, c.strength)) for c in cells]
     adjusted = holm(p_values)
     note = f"holm over {len(cells)} cells" if len(cells) > 1 else "single cell"
     return adjusted[cells.index(cell)], note

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from introspection_bench.chat import RenderedPrompt, SpanRef, render_chat
 from introspection_bench.concepts import random_vectors
@@ -322,6 +322,7 @@ class Experiment:
         }
         spec = norm = ratio = layer = strength = None
         if condition.inject is not None and cell is not None:
+            # Cells come from `sweep_cells`: each has a layer and a strength.
             layer, strength = session.layer_index(cell.layer), cell.strength
             names |= {"layer": layer, "strength": strength}
             spec, norm, ratio = self._injection(session, sample, condition.inject, prompt, cell)
@@ -378,6 +379,7 @@ class Experiment:
         prompt: RenderedPrompt,
         cell: Cell,
     ) -> tuple[Any, float, float]:
+        # A cell of `sweep_cells`: it has a layer and a strength.
         layer = session.layer_index(cell.layer)
         vectors = session.vectors(layer)
         word = sample.fields[inject.vector]
@@ -388,7 +390,7 @@ class Experiment:
         window = inject.window
         start = window.start if isinstance(window.start, int) else prompt.spans[window.start][0]
         end = None if window.end is None else prompt.spans[window.end][1]
-        return session.injection(layer, vector, cell.strength, start, end, vectors)
+        return session.injection(layer, vector, cast(float, cell.strength), start, end, vectors)
 
     def _grade(self, sample: Sample, condition: Condition) -> GradeRequest | None:
         grading = condition.grading or self.grading

@@ -13,7 +13,7 @@ the lower of `none` and `random_word` (one-sided Fisher exact, Holm over the swe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from introspection_bench.protocols._common import (
     decide,
@@ -93,8 +93,9 @@ def evaluate(
         return fisher_less(rates["matching"].k, rates["matching"].n, reference.k, reference.n)
 
     p_holm, note = holm_for_cell(session, NAME, cell, p_of_cell)
+    # A per-cell check: the cell has a layer and a strength.
     layer = session.layer_index(cell.layer)
-    cell_rates, cell_reference = rates_at(layer, cell.strength)
+    cell_rates, cell_reference = rates_at(layer, cast(float, cell.strength))
     reduction = cell_reference.estimate - cell_rates["matching"].estimate
     metrics = [
         MetricResult.from_rate(

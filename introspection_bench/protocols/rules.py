@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from introspection_bench.errors import ConfigError
 from introspection_bench.protocols._common import decide, holm_for_cell, rate_of, select
 from introspection_bench.protocols.base import Cell, MetricResult, Verdict
 from introspection_bench.records import TrialRecord
 from introspection_bench.stats import Rate, fisher_less
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,8 @@ def rule_data(rule: Any) -> dict[str, Any] | None:
     kind = type(rule).__name__
     if RULES.get(kind) is not type(rule):
         return None
-    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(rule).items()}
+    fields = asdict(cast("DataclassInstance", rule))  # every class of RULES is a dataclass
+    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in fields.items()}
     return {"type": kind, **data}
 
 

@@ -10,7 +10,7 @@ paper's rubric grades unambiguously; every template is graded by the rule judge 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,6 +208,7 @@ def vocabulary_words(
 
     english = _vocabulary()
     held_out = [w.lower() for w in stimuli.words("concept_words")]
+    pool: Iterator[str]
     if single_token:
         pool = (token[1:] for token in tokenizer.get_vocab() if token.startswith("\u0120"))
     else:
